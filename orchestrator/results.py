@@ -1,0 +1,123 @@
+"""Tune results -> pyarrow tables -> parquet: the only input of the reports.
+
+``epochs.parquet`` holds one row per trial x epoch, ``final.parquet`` one row per trial; both
+carry the sweep's description as schema metadata (key ``sweep``), so the reports need nothing
+else. Columns are documented in docs/results.md. Files are written to a temporary name and then
+``os.replace``d, so a crash never leaves half a table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+EPOCHS_FILE = "epochs.parquet"
+FINAL_FILE = "final.parquet"
+METADATA_KEY = b"sweep"
+
+
+def trial_rows(results: Iterable[Any], axes: Iterable[str]) -> tuple[list[dict], list[dict]]:
+    """Rows of the two tables from Tune ``Result`` objects.
+
+    A trial restored from an older checkpoint reports some epochs twice; the last report of
+    each epoch is kept, which is the one its final weights descend from.
+    """
+    axes = list(axes)
+    epoch_rows, final_rows = [], []
+    for result in results:
+        config = dict(result.config or {})
+        trial_id = str(result.metrics.get("trial_id") or Path(result.path).name)
+        history = _history(result)
+        epochs_done = max((row["epoch"] for row in history), default=0)
+        if result.error is not None:
+            status = "ERROR"
+        elif epochs_done >= int(config.get("epochs", 0)):
+            status = "TERMINATED"
+        else:
+            status = "INCOMPLETE"
+        keys = {f"config/{k}": config.get(k) for k in axes + ["seed"]}
+        for row in history:
+            epoch_rows.append({"trial_id": trial_id, "epoch": row["epoch"], **keys, **_metrics(row)})
+        last = _metrics(history[-1]) if history else {}
+        final_rows.append({
+            "trial_id": trial_id,
+            "status": status,
+            "error": _one_line(result.error) if result.error is not None else None,
+            "epochs_completed": epochs_done,
+            **{f"config/{k}": v for k, v in sorted(config.items())},
+            **last,
+        })
+    return epoch_rows, final_rows
+
+
+def write_results(directory: Path, epoch_rows: list[dict], final_rows: list[dict], sweep: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Write both parquet files with the sweep metadata; return their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    metadata = {METADATA_KEY: json.dumps(dict(sweep), sort_keys=True).encode()}
+    paths = []
+    for name, rows, leading in ((EPOCHS_FILE, epoch_rows, ["trial_id", "epoch"]),
+                                (FINAL_FILE, final_rows, ["trial_id", "status", "error", "epochs_completed"])):
+        table = _table(rows, leading).replace_schema_metadata(metadata)
+        path = directory / name
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def read_sweep_metadata(path: Path) -> dict[str, Any]:
+    metadata = pq.read_schema(path).metadata or {}
+    if METADATA_KEY not in metadata:
+        raise ValueError(f"{path}: no '{METADATA_KEY.decode()}' metadata; was it written by orchestrator.results?")
+    return json.loads(metadata[METADATA_KEY])
+
+
+def _history(result: Any) -> list[dict]:
+    frame = result.metrics_dataframe
+    if frame is None or len(frame) == 0 or "epoch" not in frame.columns:
+        return []
+    by_epoch: dict[int, dict] = {}
+    for row in frame.to_dict("records"):
+        epoch = row.get("epoch")
+        if epoch is None or (isinstance(epoch, float) and math.isnan(epoch)):
+            continue
+        by_epoch[int(epoch)] = row
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _metrics(row: Mapping[str, Any]) -> dict[str, float]:
+    """Our metrics (``split/name``) and Tune's wall clock; config and bookkeeping columns dropped."""
+    out = {}
+    for key, value in row.items():
+        if key.startswith("config/") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if "/" in key or key in ("lr", "time_total_s"):
+            out[key] = float(value)
+    return out
+
+
+def _table(rows: list[dict], leading: list[str]) -> pa.Table:
+    columns = list(leading)
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    ordered = leading + sorted(c for c in columns if c.startswith("config/")) + sorted(
+        c for c in columns if c not in leading and not c.startswith("config/"))
+    data = {c: [row.get(c) for row in rows] for c in ordered}
+    return pa.table({c: pa.array(v) for c, v in data.items()}) if rows else pa.table({c: pa.array([], pa.null()) for c in ordered})
+
+
+def _one_line(error: BaseException) -> str:
+    """The last line of the error that says what went wrong (Ray wraps the trial's exception)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line:
+            return line[:1000]
+    return (lines[-1] if lines else type(error).__name__)[:1000]

@@ -1,0 +1,240 @@
+"""MLflow tracking from the Tune driver: one parent run per sweep run, one child run per trial.
+
+Only the driver writes to MLflow (SQLite allows one writer; trials never import MLflow). We do
+not use Ray's ``MLflowLoggerCallback``: it opens a second run for every trial resumed by
+``Tuner.restore`` (ray issue 48664) and logs the config as metrics. This callback saves its
+state with the experiment (``get_state``/``set_state``) and, should that snapshot be older than
+the MLflow store, finds its runs again by tag, so a resumed sweep continues the same runs and
+logs no epoch twice.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+PARENT_TAG = "ib.sweep_run"  # run name of the Tune experiment, on the parent run
+TRIAL_TAG = "ib.trial_id"
+LAST_EPOCH_TAG = "ib.last_epoch"
+PARENT_ID_TAG = "mlflow.parentRunId"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else SQLite in the working directory (made absolute)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///") :]).resolve())
+    return uri
+
+
+def artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """For a SQLite store, artifacts sit beside the database; a server chooses its own."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts" / experiment).as_uri()
+    return None
+
+
+def check_tracking(tracking_uri: str, experiment: str) -> str:
+    """Create (or find) the experiment now, on the driver; ValueError if the store is unreachable.
+
+    Creating it before any trial starts also avoids the creation race NOTES.md describes.
+    """
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme not in ("sqlite", "http", "https", "postgresql", "mysql", "databricks"):
+        raise ValueError(
+            f"tracking URI {tracking_uri!r}: expected sqlite:///PATH, http(s)://HOST:PORT or a database URL"
+        )
+    if parsed.scheme == "sqlite":
+        directory = Path(tracking_uri[len("sqlite:///") :]).parent
+        if not directory.is_dir() or not os.access(directory, os.W_OK):
+            raise ValueError(f"tracking URI {tracking_uri!r}: directory {directory} does not exist or is not writable")
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "5"
+    try:
+        client = MlflowClient(tracking_uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            return found.experiment_id
+        return client.create_experiment(experiment, artifact_location=artifact_location(tracking_uri, experiment))
+    except Exception as error:  # any failure to reach the store is the user's one-line error
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"tracking URI {tracking_uri!r} is unreachable: {first[:200]}") from error
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class MlflowTrackingCallback(tune.Callback):
+    """Logs every trial of one sweep run to MLflow from the driver.
+
+    Args:
+        tracking_uri: where the MLflow store is.
+        experiment: experiment name (the sweep's name).
+        run_name: the Tune experiment's name; tags the parent run so a resume finds it.
+        parent_tags: tags of the parent run (sweep, objective, git commit, command line, versions).
+        parent_params: params of the parent run (the config the trials share).
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str, run_name: str,
+                 parent_tags: Mapping[str, str], parent_params: Mapping[str, Any]):
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.run_name = run_name
+        self.parent_tags = dict(parent_tags)
+        self.parent_params = dict(parent_params)
+        self.parent_run_id: str | None = None
+        self.trial_runs: dict[str, str] = {}  # trial_id -> child run id
+        self.last_epoch: dict[str, int] = {}  # trial_id -> last epoch logged
+        self._client: MlflowClient | None = None
+        self._experiment_id: str | None = None
+
+    # Tune pickles callbacks with the Tuner: keep the client out of the pickle.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    # ---- Tune's saved state -------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {"parent_run_id": self.parent_run_id, "trial_runs": dict(self.trial_runs),
+                "last_epoch": dict(self.last_epoch)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.parent_run_id = state.get("parent_run_id")
+        self.trial_runs = dict(state.get("trial_runs", {}))
+        self.last_epoch = dict(state.get("last_epoch", {}))
+
+    # ---- Tune hooks ---------------------------------------------------------------------
+    def setup(self, **info: Any) -> None:
+        self._experiment_id = check_tracking(self.tracking_uri, self.experiment)
+        if self.parent_run_id is None:
+            self.parent_run_id = find_parent_run(self.tracking_uri, self._experiment_id, self.run_name)
+        if self.parent_run_id is None:
+            tags = {**self.parent_tags, PARENT_TAG: self.run_name, "mlflow.runName": self.run_name,
+                    "mlflow.user": _user()}
+            run = self.client.create_run(self._experiment_id, tags=tags, run_name=self.run_name)
+            self.parent_run_id = run.info.run_id
+            self.client.log_batch(self.parent_run_id, params=[Param(k, _param(v)) for k, v in self.parent_params.items()])
+        else:
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        self._child_run(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:
+        epoch = int(result.get("epoch", result.get("training_iteration", 0)))
+        run_id = self._child_run(trial)
+        if epoch <= self.last_epoch.get(trial.trial_id, 0):
+            return  # replayed after a restore from an older checkpoint: already logged
+        timestamp = int(time.time() * 1000)
+        metrics = [Metric(key, float(value), timestamp, epoch) for key, value in result.items()
+                   if _is_metric(key, value)]
+        self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(LAST_EPOCH_TAG, str(epoch))])
+        self.last_epoch[trial.trial_id] = epoch
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        self.client.set_terminated(self._child_run(trial), status="FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        run_id = self._child_run(trial)
+        error = _trial_error(trial)
+        self.client.set_tag(run_id, "error", error[:5000])
+        self.client.set_terminated(run_id, status="FAILED")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # The sweep finished even if some trials failed (their runs say FAILED); an interrupted
+        # sweep's parent is KILLED until --resume sets it RUNNING again.
+        if self.parent_run_id is None:
+            return
+        self.client.set_tag(self.parent_run_id, "failed_trials", str(sum(t.status == "ERROR" for t in trials)))
+        done = all(t.status in ("TERMINATED", "ERROR") for t in trials)
+        self.client.set_terminated(self.parent_run_id, status="FINISHED" if done else "KILLED")
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _child_run(self, trial) -> str:
+        trial_id = trial.trial_id
+        if trial_id in self.trial_runs:
+            return self.trial_runs[trial_id]
+        found = self.client.search_runs(
+            [self._experiment_id],
+            filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_ID_TAG}` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        if found:
+            run = found[0]
+            self.last_epoch[trial_id] = int(run.data.tags.get(LAST_EPOCH_TAG, 0))
+            if run.info.status != "RUNNING":
+                self.client.update_run(run.info.run_id, status="RUNNING")
+        else:
+            config = dict(trial.config)
+            tags = {PARENT_ID_TAG: self.parent_run_id, TRIAL_TAG: trial_id, "seed": str(config.get("seed")),
+                    "mlflow.user": _user()}
+            run = self.client.create_run(self._experiment_id, tags=tags, run_name=_trial_name(trial))
+            self.client.log_batch(run.info.run_id, params=[Param(k, _param(v)) for k, v in config.items()])
+        self.trial_runs[trial_id] = run.info.run_id
+        return run.info.run_id
+
+
+def find_parent_run(tracking_uri: str, experiment_id: str, run_name: str) -> str | None:
+    """The parent run of the sweep run ``run_name``, if one was created."""
+    runs = MlflowClient(tracking_uri).search_runs(
+        [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{run_name}'", max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def log_artifacts(tracking_uri: str, run_id: str, directory: Path) -> None:
+    """Attach the report files to the sweep's parent run."""
+    MlflowClient(tracking_uri).log_artifacts(run_id, str(directory), artifact_path="reports")
+
+
+def _is_metric(key: str, value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return "/" in key and not key.startswith("config/") or key in ("epoch", "lr", "time_total_s")
+
+
+def _param(value: Any) -> str:
+    return str(value)[:6000]
+
+
+def _trial_name(trial) -> str:
+    axes = getattr(trial, "evaluated_params", None) or {}
+    label = ",".join(f"{k}={v}" for k, v in axes.items())
+    return f"{trial.trial_id}" + (f" {label}" if label else "")
+
+
+def _trial_error(trial) -> str:
+    try:
+        error = trial.get_pickled_error() or trial.get_error()
+    except Exception:  # the error file may be missing; the status still says FAILED
+        error = None
+    return str(error).strip() if error else "trial failed (no error message recorded)"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+

@@ -1,0 +1,109 @@
+"""SweepSpec + launch options -> ``ray.tune.Tuner``.
+
+Resources, searcher (grid or Optuna TPE), failure and checkpoint config, and the MLflow callback
+are all decided here; the trainable itself (``trainables.harness.train``) is referenced by name
+so the driver never imports a model or torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ray import tune
+from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
+
+from search_spaces.spec import SweepSpec
+
+TRAINABLE = "trainables.harness:train"
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """Where and how a sweep runs; none of it changes what a trial computes."""
+
+    storage_path: Path  # absolute: Tune results, checkpoints, parquet and reports
+    run_name: str  # the Tune experiment's directory under storage_path
+    data_dir: Path  # absolute: datasets are downloaded or read here
+    cpus_per_trial: float
+    gpus_per_trial: float
+    max_concurrent: int | None = None  # None: as many as the resources allow (grid), or 2 (Optuna)
+    search: str = "grid"  # grid | optuna
+    trials: int = 0  # Optuna samples
+
+    @property
+    def run_dir(self) -> Path:
+        return self.storage_path / self.run_name
+
+
+def trainable(options: LaunchOptions) -> Any:
+    """The harness with its static arguments and resources, imported lazily (in Ray's workers too)."""
+    module, name = TRAINABLE.split(":")
+
+    def train(config: dict[str, Any]) -> None:
+        getattr(importlib.import_module(module), name)(config, data_dir=str(options.data_dir))
+
+    train.__name__ = "train"
+    resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+    return tune.with_resources(train, resources)
+
+
+def param_space(spec: SweepSpec, search: str) -> dict[str, Any]:
+    """The grid as ``tune.grid_search`` axes, or Optuna's distributions over the spec's ranges."""
+    space: dict[str, Any] = spec.base_config()
+    if search == "grid":
+        for key, values in spec.grid.items():
+            space[key] = tune.grid_search(list(values))
+        space["seed"] = tune.grid_search(list(spec.seeds))
+        return space
+    for key, values in spec.grid.items():
+        kind, low, high = spec.ranges.get(key, ("choice", None, None))
+        if kind == "uniform":
+            space[key] = tune.uniform(low, high)
+        elif kind == "loguniform":
+            space[key] = tune.loguniform(low, high)
+        elif kind == "int":
+            space[key] = tune.randint(int(low), int(high) + 1)
+        else:
+            space[key] = tune.choice(list(values))
+    space["seed"] = spec.seeds[0]
+    return space
+
+
+def build_tuner(spec: SweepSpec, options: LaunchOptions, callbacks: list[Callable]) -> Tuner:
+    search_alg = None
+    num_samples = 1
+    max_concurrent = options.max_concurrent
+    if options.search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(metric=spec.metric, mode=spec.mode, seed=spec.seeds[0])
+        num_samples = options.trials
+        max_concurrent = max_concurrent or 2  # with a searcher Tune otherwise runs one at a time
+    return Tuner(
+        trainable(options),
+        param_space=param_space(spec, options.search),
+        tune_config=TuneConfig(
+            metric=spec.metric,
+            mode=spec.mode,
+            search_alg=search_alg,
+            num_samples=num_samples,
+            max_concurrent_trials=max_concurrent,
+        ),
+        run_config=RunConfig(
+            name=options.run_name,
+            storage_path=str(options.storage_path),
+            callbacks=callbacks,
+            failure_config=FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            verbose=0,  # orchestrator.progress prints one line per trial instead
+        ),
+    )
+
+
+def restore_tuner(options: LaunchOptions) -> Tuner:
+    """Continue an interrupted sweep: finished trials are kept, unfinished and errored ones go on."""
+    return Tuner.restore(str(options.run_dir), trainable=trainable(options), resume_unfinished=True,
+                         resume_errored=True)

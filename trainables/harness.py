@@ -1,0 +1,222 @@
+"""The one Ray Tune function trainable that trains every objective.
+
+``train(config, data_dir=...)`` seeds everything, picks the device Ray assigned, loads the dataset
+as tensors on that device, builds the objective named in the config, and loops over epochs:
+one ``tune.report`` per epoch, a checkpoint every ``checkpoint_every`` epochs and at the last.
+A trial restarted by Tune resumes from ``tune.get_checkpoint()``; a checkpoint written under a
+different config is refused. A non-finite training term ends the trial with an error that names
+the epoch and the term; Tune records the error and the sweep goes on.
+
+Metrics are accumulated on the device and read once per epoch (no host sync per step).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ray import tune
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from trainables.data import Dataset, batch_indices, load_dataset
+from trainables.objectives import build_objective
+from trainables.objectives.base import Objective
+
+CHECKPOINT_FILE = "state.pt"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training term became NaN or infinite."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint was written by a trial with another config."""
+
+
+def train(config: dict[str, Any], *, data_dir: str) -> None:
+    """Ray Tune entry point; see the module docstring."""
+    device, cpus = _trial_device()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(cpus)))
+    run_trial(config, data_dir=data_dir, device=device, report=_tune_report, checkpoint=tune.get_checkpoint())
+
+
+def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
+    """Train one config; ``report(metrics, checkpoint_dir_or_None)`` is called once per epoch.
+
+    Split from :func:`train` so the loop can be run and tested without Ray.
+    """
+    config = dict(config)
+    seed = int(config["seed"])
+    _seed_everything(seed)
+    data = load_dataset(
+        config["dataset"],
+        data_dir=data_dir,
+        device=device,
+        train_subset=int(config["train_subset"]),
+        test_subset=int(config["test_subset"]),
+        seed=seed,
+    )
+    objective = build_objective(config, data.input_shape, data.num_classes).to(device)
+    optimizer = torch.optim.Adam(
+        objective.parameters(),
+        lr=config["lr"],
+        betas=(config["adam_beta1"], config["adam_beta2"]),
+        weight_decay=config["weight_decay"],
+    )
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["lr_decay_every"], gamma=config["lr_decay"])
+    ema = None
+    if config["ema_decay"] > 0:
+        ema = AveragedModel(objective, multi_avg_fn=get_ema_multi_avg_fn(config["ema_decay"]), use_buffers=True)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    stateful = {"objective": objective, "optimizer": optimizer, "scheduler": scheduler}
+    if ema is not None:
+        stateful["ema"] = ema
+
+    start_epoch = 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            start_epoch = load_checkpoint(Path(directory) / CHECKPOINT_FILE, config, stateful, generator)
+
+    epochs = int(config["epochs"])
+    for epoch in range(start_epoch + 1, epochs + 1):
+        train_terms = _train_epoch(objective, optimizer, ema, data, config, generator, epoch)
+        scheduler.step()
+        test_metrics = _evaluate(ema.module if ema is not None else objective, data, config)
+        metrics = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        metrics.update({f"train/{k}": v for k, v in train_terms.items()})
+        metrics.update({f"test/{k}": v for k, v in test_metrics.items()})
+        if epoch % int(config["checkpoint_every"]) == 0 or epoch == epochs:
+            with tempfile.TemporaryDirectory() as directory:
+                save_checkpoint(Path(directory) / CHECKPOINT_FILE, config, stateful, generator, epoch)
+                report(metrics, directory)
+        else:
+            report(metrics, None)
+
+
+def _train_epoch(objective: Objective, optimizer, ema, data: Dataset, config, generator, epoch: int) -> dict[str, float]:
+    objective.train()
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    for index in batch_indices(len(data.train_y), int(config["batch_size"]), generator=generator, device=data.train_y.device):
+        x, y = data.train_x[index], data.train_y[index]
+        terms = objective(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        if ema is not None:
+            ema.update_parameters(objective)
+        n = len(y)
+        for name, value in terms.items():
+            value = value.detach().float() * n
+            sums[name] = sums[name] + value if name in sums else value
+        count += n
+    means = _read_means(sums, count)
+    bad = [name for name, value in means.items() if not np.isfinite(value)]
+    if bad:
+        raise NonFiniteLossError(
+            f"non-finite training loss at epoch {epoch}: term(s) {', '.join(repr(b) for b in bad)} "
+            f"= {', '.join(str(means[b]) for b in bad)}"
+        )
+    return means
+
+
+@torch.no_grad()
+def _evaluate(objective: Objective, data: Dataset, config) -> dict[str, float]:
+    objective.eval()
+    sums: dict[str, torch.Tensor] = {}
+    batch = int(config["eval_batch_size"])
+    for start in range(0, len(data.test_y), batch):
+        x, y = data.test_x[start : start + batch], data.test_y[start : start + batch]
+        n = len(y)
+        for name, value in objective.evaluate(x, y).items():
+            value = value.detach().float() * n
+            sums[name] = sums[name] + value if name in sums else value
+    return _read_means(sums, len(data.test_y))
+
+
+def _read_means(sums: Mapping[str, torch.Tensor], count: int) -> dict[str, float]:
+    """One device-to-host transfer for all terms."""
+    if not sums:
+        return {}
+    values = torch.stack(list(sums.values())).cpu().double() / max(count, 1)
+    return dict(zip(sums, values.tolist()))
+
+
+# ---- checkpoints ---------------------------------------------------------------------------
+
+def save_checkpoint(path: Path, config, stateful: Mapping[str, Any], generator: torch.Generator, epoch: int) -> None:
+    """Model, optimiser, scheduler, EMA, RNG states, epoch and config; temp file + os.replace."""
+    state = {name: obj.state_dict() for name, obj in stateful.items()}
+    state.update(
+        epoch=epoch,
+        config=dict(config),
+        rng={
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": _numpy_state(),
+            "python": _python_state(),
+            "generator": generator.get_state(),
+        },
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, config, stateful: Mapping[str, Any], generator: torch.Generator) -> int:
+    """Restore ``stateful`` in place from ``path``; return the epoch it was written after."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    saved = state["config"]
+    if saved != dict(config):
+        diff = sorted(set(saved) ^ set(config)) + sorted(k for k in set(saved) & set(config) if saved[k] != config[k])
+        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs trial {config.get(k)!r}" for k in diff)
+        raise CheckpointMismatchError(f"refusing to resume from {path}: it was written under another config ({details})")
+    for name, obj in stateful.items():
+        obj.load_state_dict(state[name])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    np.random.set_state(("MT19937", rng["numpy"]["keys"].numpy().astype(np.uint32), *rng["numpy"]["rest"]))
+    random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+    generator.set_state(rng["generator"])
+    return int(state["epoch"])
+
+
+def _numpy_state() -> dict[str, Any]:
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "rest": [int(pos), int(has_gauss), float(cached)]}
+
+
+def _python_state() -> list[Any]:
+    version, internal, gauss_next = random.getstate()
+    return [version, list(internal), gauss_next]
+
+
+# ---- environment ---------------------------------------------------------------------------
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _trial_device() -> tuple[torch.device, float]:
+    """CUDA when Ray gave this trial a GPU, else CPU; also the trial's CPU count."""
+    resources = tune.get_context().get_trial_resources().required_resources
+    gpus, cpus = resources.get("GPU", 0), resources.get("CPU", 1)
+    if gpus > 0 and torch.cuda.is_available():
+        return torch.device("cuda"), cpus
+    return torch.device("cpu"), cpus
+
+
+def _tune_report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+    checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+    tune.report(metrics, checkpoint=checkpoint)
