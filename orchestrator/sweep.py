@@ -219,7 +219,9 @@ def run(plan: Plan) -> int:
     # Tune's own per-trial tables and checkpoint chatter drown the one line per trial we print.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    ray.init(address=plan.address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    started_ray = not ray.is_initialized()  # a caller (a notebook, the tests) may have started it
+    if started_ray:
+        ray.init(address=plan.address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     expected = spec.num_trials() if options.search == "grid" else options.trials
     print(f"sweep {spec.name}: {expected} trials -> {options.run_dir}", flush=True)
     try:
@@ -234,7 +236,8 @@ def run(plan: Plan) -> int:
             tuner = build_tuner(spec, options, callbacks)
         result_grid = tuner.fit()
     finally:
-        ray.shutdown()
+        if started_ray:
+            ray.shutdown()
 
     epoch_rows, final_rows = results_io.trial_rows(result_grid, spec.grid)
     statuses = [row["status"] for row in final_rows]

@@ -225,9 +225,13 @@ def _trial_name(trial) -> str:
 
 
 def _trial_error(trial) -> str:
+    """The trial's error text. Tune writes it on the driver's disk first and syncs it to storage later."""
+    for path in (trial.error_file, trial.pickled_error_file):
+        if path and Path(path).is_file() and path.endswith(".txt"):
+            return Path(path).read_text(errors="replace").strip()
     try:
-        error = trial.get_pickled_error() or trial.get_error()
-    except Exception:  # the error file may be missing; the status still says FAILED
+        error = trial.get_error()
+    except OSError:
         error = None
     return str(error).strip() if error else "trial failed (no error message recorded)"
 

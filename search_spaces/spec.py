@@ -162,8 +162,10 @@ class SweepSpec:
                 config={**spec.config, **smoke_config},
                 grid={**spec.grid, **spec.smoke_grid},
                 seeds=spec.seeds[:1],
+                cpus_per_trial=1.0,  # smoke runs are CPU-sized; --gpus-per-trial puts them on a GPU
+                gpus_per_trial=0.0,
             )
-        config, grid = dict(spec.config), dict(spec.grid)
+        config, grid, ranges, smoke_grid = dict(spec.config), dict(spec.grid), dict(spec.ranges), dict(spec.smoke_grid)
         for key, value in (sets or {}).items():
             if key in ("objective", "epochs", "seed"):
                 raise ValueError(f"--set {key}=...: {key!r} cannot be set this way; use "
@@ -174,10 +176,11 @@ class SweepSpec:
             if isinstance(value, list):
                 grid[key] = tuple(value)
                 config.pop(key, None)
-            else:
+            else:  # a fixed key is no longer an axis of any search
                 config[key] = value
-                grid.pop(key, None)
-        spec = dataclasses.replace(spec, config=config, grid=grid)
+                for axes in (grid, ranges, smoke_grid):
+                    axes.pop(key, None)
+        spec = dataclasses.replace(spec, config=config, grid=grid, ranges=ranges, smoke_grid=smoke_grid)
         if epochs is not None:
             spec = dataclasses.replace(spec, epochs=epochs)
         if seeds is not None:

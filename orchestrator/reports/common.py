@@ -1,0 +1,208 @@
+"""The input of every report: a sweep's results directory, loaded and checked.
+
+``RESULTS_DIR/final.parquet`` holds one row per trial, ``RESULTS_DIR/epochs.parquet`` one row per
+trial x epoch; both carry the sweep's metadata as JSON under the schema metadata key ``b"sweep"``.
+``docs/results.md`` documents every column. Reports read nothing else, so they can be rebuilt from
+the parquet files alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+METADATA_KEY = b"sweep"
+FINAL_FILE = "final.parquet"
+EPOCHS_FILE = "epochs.parquet"
+FINISHED = "TERMINATED"
+ERROR = "ERROR"
+CONFIG_PREFIX = "config/"
+
+# Columns that are neither config nor metrics; every other column is a metric (float64).
+_FINAL_COLUMNS = ("trial_id", "status", "error", "epochs_completed")
+_EPOCHS_COLUMNS = ("trial_id", "epoch")
+_REQUIRED_METADATA = ("name", "axes", "reports")
+_OPTIONAL_METADATA = ("description", "paper", "objective", "dataset", "metric", "mode", "run_name")
+
+
+def config_column(key: str) -> str:
+    """The column that holds config key ``key``: ``config/<key>``."""
+    return CONFIG_PREFIX + key
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    """The sweep's metadata, as written under ``b"sweep"`` in both parquet files."""
+
+    name: str
+    axes: tuple[str, ...]  # swept config keys; never "seed" (seeds are repetitions)
+    reports: tuple[str, ...]  # report names, keys of orchestrator.reports.REPORTS
+    description: str = ""
+    paper: str = ""
+    objective: str = ""
+    dataset: str = ""
+    metric: str = ""  # the metric Tune optimised, e.g. "test/acc"
+    mode: str = ""  # "max" or "min"
+    run_name: str = ""
+
+    @classmethod
+    def from_json(cls, text: bytes | str, source: Path) -> SweepInfo:
+        """Parse the metadata JSON; ``ValueError`` names ``source`` and the bad field."""
+        try:
+            raw = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{source}: sweep metadata is not valid JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{source}: sweep metadata must be a JSON object, got {type(raw).__name__}")
+        missing = [key for key in _REQUIRED_METADATA if key not in raw]
+        if missing:
+            raise ValueError(f"{source}: sweep metadata lacks {', '.join(missing)}")
+        for key in ("axes", "reports"):
+            value = raw[key]
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise ValueError(f"{source}: sweep metadata {key!r} must be a list of strings, got {value!r}")
+        if "seed" in raw["axes"]:
+            raise ValueError(f"{source}: sweep metadata 'axes' must not include 'seed' (seeds are repetitions)")
+        if not isinstance(raw["name"], str) or not raw["name"]:
+            raise ValueError(f"{source}: sweep metadata 'name' must be a non-empty string, got {raw['name']!r}")
+        optional = {key: raw[key] for key in _OPTIONAL_METADATA if raw.get(key) is not None}
+        for key, value in optional.items():
+            if not isinstance(value, str):
+                raise ValueError(f"{source}: sweep metadata {key!r} must be a string or null, got {value!r}")
+        # Other keys (e.g. "epochs") are allowed and ignored.
+        return cls(name=raw["name"], axes=tuple(raw["axes"]), reports=tuple(raw["reports"]), **optional)
+
+
+@dataclass
+class SweepResults:
+    """Both tables of one results directory plus the sweep's metadata."""
+
+    directory: Path
+    info: SweepInfo
+    final: pd.DataFrame  # one row per trial
+    epochs: pd.DataFrame  # one row per trial x epoch
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        """Trials that ran to their last epoch (status TERMINATED): the only ones averaged."""
+        return self.final[self.final["status"] == FINISHED]
+
+    @property
+    def errored(self) -> pd.DataFrame:
+        """Trials that ended with an error (status ERROR)."""
+        return self.final[self.final["status"] == ERROR]
+
+    def status_counts(self) -> dict[str, int]:
+        """Number of trials per status, e.g. ``{"ERROR": 1, "TERMINATED": 15}``."""
+        return {str(status): int(count) for status, count in self.final["status"].value_counts().sort_index().items()}
+
+
+def load_results(results_dir: str | Path) -> SweepResults:
+    """Load ``final.parquet`` and ``epochs.parquet`` from ``results_dir`` and check them.
+
+    Required columns: ``trial_id``, ``status``, ``error``, ``epochs_completed`` and
+    ``config/<axis>`` for every swept axis in ``final.parquet``; ``trial_id``, ``epoch`` and
+    ``config/<axis>`` in ``epochs.parquet``. A table with no rows may lack the ``config/`` columns.
+
+    Raises:
+        FileNotFoundError: the directory or one of the two files does not exist.
+        ValueError: a file is not readable parquet, lacks the ``b"sweep"`` metadata or a required
+            column, or holds a non-numeric metric column.
+    """
+    directory = Path(results_dir)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such results directory (expected {FINAL_FILE} and {EPOCHS_FILE} in it)")
+    final_table = _read_table(directory / FINAL_FILE)
+    epochs_table = _read_table(directory / EPOCHS_FILE)
+    info = _read_info(final_table, directory / FINAL_FILE)
+    epochs_metadata = (epochs_table.schema.metadata or {}).get(METADATA_KEY)
+    if epochs_metadata is not None and SweepInfo.from_json(epochs_metadata, directory / EPOCHS_FILE) != info:
+        raise ValueError(f"{directory}: {FINAL_FILE} and {EPOCHS_FILE} carry different sweep metadata (two different runs?)")
+    axis_columns = tuple(config_column(axis) for axis in info.axes)
+    final = _to_frame(final_table, directory / FINAL_FILE, _FINAL_COLUMNS + axis_columns)
+    epochs = _to_frame(epochs_table, directory / EPOCHS_FILE, _EPOCHS_COLUMNS + axis_columns)
+    return SweepResults(directory=directory, info=info, final=final, epochs=epochs)
+
+
+def _read_table(path: Path) -> pa.Table:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (a results directory holds {FINAL_FILE} and {EPOCHS_FILE})")
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"{path}: not a readable parquet file ({exc})") from None
+
+
+def _read_info(table: pa.Table, path: Path) -> SweepInfo:
+    metadata = (table.schema.metadata or {}).get(METADATA_KEY)
+    if metadata is None:
+        raise ValueError(f"{path}: schema metadata lacks the key {METADATA_KEY!r} (the sweep's JSON description)")
+    return SweepInfo.from_json(metadata, path)
+
+
+def _to_frame(table: pa.Table, path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    missing = [column for column in required if column not in table.column_names]
+    if missing and table.num_rows > 0:
+        raise ValueError(f"{path}: lacks the column(s) {', '.join(missing)}")
+    frame = table.to_pandas()
+    # A table with no rows (no trial reported anything) may be written without its config columns.
+    for column in missing:
+        frame[column] = pd.Series(dtype="object")
+    for column in frame.columns:
+        if column in _FINAL_COLUMNS or column in _EPOCHS_COLUMNS or column.startswith(CONFIG_PREFIX):
+            continue
+        # A metric that is null in every row arrives as an object column of None.
+        try:
+            frame[column] = pd.to_numeric(frame[column], errors="raise").astype("float64")
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: metric column {column!r} is not numeric (dtype {frame[column].dtype})") from None
+    return frame
+
+
+def summarize_over_seeds(frame: pd.DataFrame, metric: str, axes: list[str]) -> pd.DataFrame:
+    """Mean, sample standard deviation (ddof=1) and count of ``metric`` per configuration.
+
+    One row per distinct value combination of ``config/<axis>`` for ``axes`` (the seeds of a
+    configuration are its repetitions); columns ``config/<axis>...``, ``mean``, ``std``, ``n``.
+    ``n`` counts non-null values; ``std`` is NaN where ``n < 2``.
+    """
+    columns = [config_column(axis) for axis in axes]
+    if not columns:
+        values = frame[metric]
+        return pd.DataFrame({"mean": [values.mean()], "std": [values.std()], "n": [int(values.count())]})
+    grouped = frame.groupby(columns, dropna=False, sort=True)[metric]
+    summary = grouped.agg(["mean", "std", "count"]).rename(columns={"count": "n"}).reset_index()
+    summary["n"] = summary["n"].astype(int)
+    return summary
+
+
+def format_mean_std(mean: float, std: float, n: int) -> str:
+    """A table cell: ``"0.9123 ± 0.0041 (2)"``; ``"0.9123 (1)"`` with one value; ``"–"`` with none."""
+    if n == 0 or pd.isna(mean):
+        return "–"
+    if pd.isna(std):
+        return f"{mean:.4g} ({n})"
+    return f"{mean:.4g} ± {std:.2g} ({n})"
+
+
+def format_value(value: object) -> str:
+    """A config value as it appears in labels and tables (``1e-03`` as ``0.001``)."""
+    if value is None or pd.isna(value):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def error_summary(error: object, limit: int = 300) -> str:
+    """The last non-empty line of a trial's error (the exception and its message), shortened."""
+    if error is None or pd.isna(error):
+        return "(no error message recorded)"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    line = lines[-1] if lines else "(empty error message)"
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -1,0 +1,117 @@
+"""The trial loop without Ray: reporting, checkpoints, exact resume, refusals, non-finite losses."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from ray.tune import Checkpoint
+
+from search_spaces import get_sweep
+from trainables.harness import (CHECKPOINT_FILE, CheckpointMismatchError, NonFiniteLossError, run_trial)
+from trainables.objectives import OBJECTIVES
+from trainables.objectives.vib import VariationalInformationBottleneck
+
+
+def _config(**changes):
+    spec = get_sweep("vib_digits").with_overrides(smoke=True)
+    config = spec.trial_configs()[0]
+    config.update({"epochs": 4, "checkpoint_every": 1, "train_subset": 300, "test_subset": 100, "ema_decay": 0.9, **changes})
+    return config
+
+
+class Recorder:
+    """Collects reports; keeps a copy of every checkpoint; optionally crashes after an epoch."""
+
+    def __init__(self, keep: Path, crash_after: int | None = None):
+        self.metrics, self.checkpoints, self.keep, self.crash_after = [], {}, keep, crash_after
+
+    def __call__(self, metrics, directory):
+        self.metrics.append(metrics)
+        if directory is not None:
+            target = self.keep / f"epoch{metrics['epoch']}"
+            shutil.copytree(directory, target)
+            self.checkpoints[metrics["epoch"]] = target
+        if self.crash_after == metrics["epoch"]:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_reports_every_epoch_with_split_names(tmp_path):
+    recorder = Recorder(tmp_path)
+    run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=recorder)
+    assert [m["epoch"] for m in recorder.metrics] == [1, 2, 3, 4]
+    last = recorder.metrics[-1]
+    for key in ("train/loss", "train/ce", "train/rate_bits", "test/acc", "test/acc_mc", "test/rate_bits", "test/izy_bits"):
+        assert key in last
+    assert 0.0 <= last["test/acc"] <= 1.0
+    assert sorted(recorder.checkpoints) == [1, 2, 3, 4]
+
+
+def test_checkpoint_every_and_last_epoch(tmp_path):
+    recorder = Recorder(tmp_path)
+    run_trial(_config(epochs=5, checkpoint_every=2), data_dir=tmp_path, device=torch.device("cpu"), report=recorder)
+    assert sorted(recorder.checkpoints) == [2, 4, 5]
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
+    config = _config()
+    straight = Recorder(tmp_path / "a")
+    run_trial(config, data_dir=tmp_path, device=torch.device("cpu"), report=straight)
+
+    crashed = Recorder(tmp_path / "b", crash_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(config, data_dir=tmp_path, device=torch.device("cpu"), report=crashed)
+    resumed = Recorder(tmp_path / "c")
+    run_trial(config, data_dir=tmp_path, device=torch.device("cpu"), report=resumed,
+              checkpoint=Checkpoint.from_directory(crashed.checkpoints[2]))
+    assert [m["epoch"] for m in resumed.metrics] == [3, 4]
+    assert resumed.metrics == straight.metrics[2:]
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    recorder = Recorder(tmp_path, crash_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=recorder)
+    with pytest.raises(CheckpointMismatchError, match="beta: checkpoint 0.001 vs trial 0.5"):
+        run_trial(_config(beta=0.5), data_dir=tmp_path, device=torch.device("cpu"), report=Recorder(tmp_path / "x"),
+                  checkpoint=Checkpoint.from_directory(recorder.checkpoints[1]))
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (print, ("pickle code ran",))
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path, capsys):
+    directory = tmp_path / "evil"
+    directory.mkdir()
+    with open(directory / CHECKPOINT_FILE, "wb") as f:
+        pickle.dump({"epoch": 1, "payload": _Exploit()}, f)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=Recorder(tmp_path / "r"),
+                  checkpoint=Checkpoint.from_directory(directory))
+    assert "pickle code ran" not in capsys.readouterr().out
+
+
+class _RateExplodes(VariationalInformationBottleneck):
+    """A VIB whose rate term turns infinite from the second epoch on."""
+
+    calls = 0
+
+    def forward(self, x, y):
+        terms = super().forward(x, y)
+        type(self).calls += 1
+        if type(self).calls > 3:  # digits subset of 300 at batch 100: 3 steps per epoch
+            terms["rate_bits"] = terms["rate_bits"] * float("inf")
+        return terms
+
+
+def test_non_finite_term_names_epoch_and_term(tmp_path, monkeypatch):
+    monkeypatch.setitem(OBJECTIVES, "vib", _RateExplodes)
+    recorder = Recorder(tmp_path)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2: term\(s\) 'rate_bits'"):
+        run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=recorder)
+    assert [m["epoch"] for m in recorder.metrics] == [1]

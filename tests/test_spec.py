@@ -1,0 +1,113 @@
+"""SweepSpec validation, the registries, and every registered sweep's own checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from search_spaces import SWEEPS, get_sweep, sweep_names
+from search_spaces.spec import DATASETS, OBJECTIVE_DEFAULTS, SweepSpec
+
+ALL_SWEEPS = sweep_names()
+
+
+def test_dataset_list_matches_the_trial_side():
+    from trainables.data import DATASETS as loadable
+
+    assert tuple(DATASETS) == tuple(loadable)
+
+
+def test_objective_configs_match_the_objective_registry():
+    from trainables.objectives import objective_names
+
+    assert sorted(OBJECTIVE_DEFAULTS) == objective_names()
+
+
+@pytest.mark.parametrize("name", ALL_SWEEPS)
+def test_sweep_validates_and_round_trips(name):
+    spec = get_sweep(name)
+    spec.validate()
+    assert spec.paper and spec.description
+    assert json.loads(json.dumps(spec.to_dict())) == spec.to_dict()
+    configs = spec.trial_configs()
+    assert len(configs) == spec.num_trials() > 0
+    for config in configs:
+        assert all(isinstance(v, (bool, int, float, str)) for v in config.values()), config
+
+
+@pytest.mark.parametrize("name", ALL_SWEEPS)
+def test_smoke_variant_is_small_and_builds_its_objective(name):
+    """The smoke config builds the objective on CPU and takes one forward/backward step."""
+    import torch
+
+    from trainables.data import load_dataset
+    from trainables.objectives import build_objective
+
+    smoke = get_sweep(name).with_overrides(smoke=True)
+    assert smoke.num_trials() <= 4 and smoke.epochs <= 3
+    assert smoke.dataset in ("digits", "synthetic")
+    config = smoke.trial_configs()[0]
+    data = load_dataset(config["dataset"], data_dir="unused", device="cpu", train_subset=64, test_subset=64)
+    objective = build_objective(config, data.input_shape, data.num_classes)
+    terms = objective(data.train_x[:16], data.train_y[:16])
+    terms["loss"].backward()
+    assert torch.isfinite(terms["loss"])
+
+
+def _vib(**changes) -> SweepSpec:
+    return dataclasses.replace(get_sweep("vib_digits"), **changes)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"config": {"betta": 1.0}}, "unknown key 'betta'"),
+        ({"grid": {"beta": (0.1, -1.0)}}, "beta=-1.0"),
+        ({"grid": {"beta": ()}}, "grid axis 'beta' is empty"),
+        ({"grid": {}}, "grid of sweep 'vib_digits' is empty"),
+        ({"config": {"lr": float("nan")}}, "lr=nan"),
+        ({"config": {"lr": float("inf")}}, "lr=inf"),
+        ({"objective": "vibb"}, "objective 'vibb'"),
+        ({"dataset": "imagenet"}, "dataset 'imagenet'"),
+        ({"config": {"latent_dim": 2.5}}, "latent_dim=2.5"),
+        ({"config": {"ema_decay": 1.0}}, "ema_decay=1.0"),
+        ({"epochs": 0}, "epochs 0"),
+        ({"seeds": ()}, "seeds"),
+        ({"mode": "maximise"}, "mode 'maximise'"),
+        ({"ranges": {"beta": ("loguniform", 0.0, 1.0)}}, "ranges['beta']"),
+        ({"ranges": {"lr": ("uniform", 0.1, 1.0)}}, "ranges key 'lr'"),
+        ({"config": {"epochs": 3}}, "config key 'epochs'"),
+    ],
+)
+def test_validation_names_field_and_value(changes, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        _vib(**changes).validate()
+
+
+def test_overrides_scalar_list_smoke_epochs_and_seeds():
+    spec = get_sweep("vib_digits")
+    fixed = spec.with_overrides({"beta": 0.5})
+    assert "beta" not in fixed.grid and fixed.base_config()["beta"] == 0.5
+    swept = spec.with_overrides({"lr": [1e-3, 1e-2]}, epochs=3, seeds=2)
+    assert swept.grid["lr"] == (1e-3, 1e-2) and swept.epochs == 3 and swept.seeds == (0, 1)
+    assert swept.num_trials() == spec.num_trials() * 2 * 2
+    smoke = spec.with_overrides(smoke=True)
+    assert smoke.epochs == spec.smoke["epochs"] and smoke.grid["beta"] == spec.smoke_grid["beta"]
+    with pytest.raises(ValueError, match="--seeds 0"):
+        spec.with_overrides(seeds=0)
+    with pytest.raises(ValueError, match="'seed' cannot be set"):
+        spec.with_overrides({"seed": 3})
+
+
+def test_unknown_sweep_suggests_close_names():
+    with pytest.raises(ValueError, match="did you mean vib_digits"):
+        get_sweep("vib_digit")
+
+
+def test_registry_refuses_duplicates():
+    from search_spaces import register_sweep
+
+    with pytest.raises(ValueError, match="registered twice"):
+        register_sweep(SWEEPS["vib_digits"])
