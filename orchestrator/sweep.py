@@ -90,7 +90,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
     """Resolve the spec, overrides and destinations; ValueError on any bad input."""
     from orchestrator.tracking import resolve_tracking_uri
 
+    from orchestrator.reports import resolve_reports
+
     spec = get_sweep(args.name).with_overrides(parse_sets(args.set), epochs=args.epochs, seeds=args.seeds, smoke=args.smoke)
+    resolve_reports(spec.reports)  # an unknown report would otherwise fail only after every trial trained
     for flag, value, minimum in (("--cpus-per-trial", args.cpus_per_trial, 0), ("--gpus-per-trial", args.gpus_per_trial, 0),
                                  ("--max-concurrent", args.max_concurrent, 1)):
         if value is not None and not value >= minimum:

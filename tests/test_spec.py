@@ -38,6 +38,13 @@ def test_sweep_validates_and_round_trips(name):
 
 
 @pytest.mark.parametrize("name", ALL_SWEEPS)
+def test_reports_named_by_the_sweep_exist(name):
+    from orchestrator.reports import resolve_reports
+
+    assert len(resolve_reports(get_sweep(name).reports)) == len(get_sweep(name).reports)
+
+
+@pytest.mark.parametrize("name", ALL_SWEEPS)
 def test_smoke_variant_is_small_and_builds_its_objective(name):
     """The smoke config builds the objective on CPU and takes one forward/backward step."""
     import torch

@@ -1,0 +1,115 @@
+"""The MLflow callback and the parquet rows, driven with stand-in Tune trials and results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from orchestrator.results import read_sweep_metadata, trial_rows, write_results
+from orchestrator.tracking import MlflowTrackingCallback, resolve_tracking_uri
+from tests.helpers import metric_steps, mlflow_runs
+
+
+def _trial(trial_id: str, beta: float, status: str = "RUNNING"):
+    return SimpleNamespace(trial_id=trial_id, config={"beta": beta, "seed": 0, "epochs": 3}, status=status,
+                           evaluated_params={"beta": beta}, error_file=None, pickled_error_file=None,
+                           get_error=lambda: None, path="/nowhere", last_result={})
+
+
+def _callback(uri: str) -> MlflowTrackingCallback:
+    return MlflowTrackingCallback(uri, "exp", "exp_run1", {"sweep": "exp"}, {"lr": 0.1})
+
+
+def _result(epoch: int, acc: float) -> dict:
+    return {"epoch": epoch, "test/acc": acc, "train/loss": 1.0 / epoch, "config/beta": 0.1, "done": False,
+            "trial_id": "x", "training_iteration": epoch}
+
+
+def test_a_callback_that_lost_its_state_continues_the_same_runs(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trials = [_trial("t1", 0.1), _trial("t2", 1.0)]
+    first = _callback(uri)
+    first.setup()
+    for trial in trials:
+        first.on_trial_start(0, trials, trial)
+    first.on_trial_result(0, trials, trials[0], _result(1, 0.5))
+    first.on_trial_result(0, trials, trials[0], _result(2, 0.6))
+    first.on_trial_complete(0, trials, trials[1])
+
+    second = _callback(uri)  # a new driver with no saved state: finds its runs by tag
+    second.setup()
+    for epoch, acc in ((1, 0.5), (2, 0.6), (3, 0.7)):  # the trial restarts and replays epochs 1-2
+        second.on_trial_result(0, trials, trials[0], _result(epoch, acc))
+    second.on_trial_complete(0, trials, trials[0])
+    second.on_experiment_end([_trial("t1", 0.1, "TERMINATED"), _trial("t2", 1.0, "TERMINATED")])
+
+    parents, children = mlflow_runs(uri, "exp")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert parents[0].data.params == {"lr": "0.1"}
+    assert len(children) == 2
+    t1 = next(c for c in children if c.data.tags["ib.trial_id"] == "t1")
+    assert metric_steps(uri, t1.info.run_id, "test/acc") == [1, 2, 3]
+    assert "config/beta" not in t1.data.metrics and "done" not in t1.data.metrics
+    assert t1.data.params["beta"] == "0.1"
+
+
+def test_saved_state_round_trips(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trials = [_trial("t1", 0.1)]
+    first = _callback(uri)
+    first.setup()
+    first.on_trial_result(0, trials, trials[0], _result(1, 0.5))
+    second = _callback(uri)
+    second.set_state(first.get_state())
+    assert second.parent_run_id == first.parent_run_id and second.last_epoch == {"t1": 1}
+
+
+def test_interrupted_sweep_leaves_parent_killed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    callback = _callback(uri)
+    callback.setup()
+    callback.on_experiment_end([_trial("t1", 0.1, "TERMINATED"), _trial("t2", 1.0, "PENDING")])
+    parents, _ = mlflow_runs(uri, "exp")
+    assert parents[0].info.status == "KILLED"
+
+
+def test_relative_sqlite_uri_becomes_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def _fake_result(trial_id: str, history: list[tuple[int, float]], error=None, epochs=3):
+    frame = pd.DataFrame([{"epoch": e, "test/acc": a, "config/beta": 0.1, "trial_id": trial_id} for e, a in history])
+    return SimpleNamespace(config={"beta": 0.1, "seed": 0, "epochs": epochs, "objective": "vib"},
+                           metrics={"trial_id": trial_id}, metrics_dataframe=frame, error=error, path=f"/x/{trial_id}")
+
+
+def test_rows_keep_the_last_report_of_a_replayed_epoch_and_classify_status(tmp_path):
+    results = [
+        _fake_result("a", [(1, 0.1), (2, 0.2), (2, 0.25), (3, 0.3)]),  # epoch 2 replayed after a restore
+        _fake_result("b", [(1, 0.1)], error=RuntimeError("Traceback...\nFloatingPointError: non-finite loss")),
+        _fake_result("c", [(1, 0.1)]),  # stopped early without error: interrupted
+    ]
+    epochs, final = trial_rows(results, ["beta"])
+    a = [r for r in epochs if r["trial_id"] == "a"]
+    assert [r["epoch"] for r in a] == [1, 2, 3] and a[1]["test/acc"] == 0.25
+    by_id = {r["trial_id"]: r for r in final}
+    assert by_id["a"]["status"] == "TERMINATED" and by_id["a"]["test/acc"] == 0.3
+    assert by_id["b"]["status"] == "ERROR" and by_id["b"]["error"] == "FloatingPointError: non-finite loss"
+    assert by_id["c"]["status"] == "INCOMPLETE"
+    epochs_path, final_path = write_results(Path(tmp_path), epochs, final, {"name": "s", "axes": ["beta"]})
+    assert read_sweep_metadata(final_path) == {"name": "s", "axes": ["beta"]}
+    assert not list(Path(tmp_path).glob("*.tmp"))
+
+
+def test_missing_metadata_is_a_clear_error(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "final.parquet")
+    with pytest.raises(ValueError, match="no 'sweep' metadata"):
+        read_sweep_metadata(tmp_path / "final.parquet")
