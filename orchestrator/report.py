@@ -2,7 +2,8 @@
 
     python -m orchestrator.report RESULTS_DIR [--out DIR]
 
-Reads ``RESULTS_DIR/final.parquet`` and ``RESULTS_DIR/epochs.parquet`` (see ``docs/results.md``),
+Reads ``RESULTS_DIR/final.parquet``, ``epochs.parquet`` and, if present, ``evaluations.parquet``
+(see ``docs/results.md``);
 writes ``report.md``, ``report.html`` and the PNG figures into ``DIR`` (default
 ``RESULTS_DIR/reports``) and prints the path of ``report.md``. Bad input (a missing directory or
 file, unreadable parquet, missing or corrupt sweep metadata, an unknown report name) prints one

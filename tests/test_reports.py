@@ -309,7 +309,7 @@ def _missing_axis_column(directory: Path) -> None:
 
 
 def _unknown_report(directory: Path) -> None:
-    write_fake_sweep(directory, sweep={**SWEEP, "reports": ["robustness"]})
+    write_fake_sweep(directory, sweep={**SWEEP, "reports": ["robustnes"]})
 
 
 @pytest.mark.parametrize(
@@ -321,7 +321,7 @@ def _unknown_report(directory: Path) -> None:
         (_corrupt_metadata, "sweep metadata is not valid JSON"),
         (_corrupt_parquet, "final.parquet: not a readable parquet file"),
         (_missing_axis_column, "lacks the column(s) config/latent_dim"),
-        (_unknown_report, "unknown report 'robustness'"),
+        (_unknown_report, "unknown report 'robustnes'"),
     ],
 )
 def test_cli_turns_bad_input_into_one_error_line_and_exit_code_2(make, expected, tmp_path):

@@ -2,6 +2,8 @@
 
 ``RESULTS_DIR/final.parquet`` holds one row per trial, ``RESULTS_DIR/epochs.parquet`` one row per
 trial x epoch; both carry the sweep's metadata as JSON under the schema metadata key ``b"sweep"``.
+``RESULTS_DIR/evaluations.parquet`` (optional: only sweeps that ran an evaluation suite have it)
+holds one row per trial x evaluation x strength (e.g. PGD at each epsilon and step count).
 ``docs/results.md`` documents every column. Reports read nothing else, so they can be rebuilt from
 the parquet files alone.
 """
@@ -19,6 +21,7 @@ import pyarrow.parquet as pq
 METADATA_KEY = b"sweep"
 FINAL_FILE = "final.parquet"
 EPOCHS_FILE = "epochs.parquet"
+EVALUATIONS_FILE = "evaluations.parquet"
 FINISHED = "TERMINATED"
 ERROR = "ERROR"
 CONFIG_PREFIX = "config/"
@@ -26,6 +29,9 @@ CONFIG_PREFIX = "config/"
 # Columns that are neither config nor metrics; every other column is a metric (float64).
 _FINAL_COLUMNS = ("trial_id", "status", "error", "epochs_completed")
 _EPOCHS_COLUMNS = ("trial_id", "epoch")
+# evaluations.parquet: required columns, and optional ones filled with nulls ("" for norm) when absent.
+_EVALUATIONS_COLUMNS = ("trial_id", "evaluation", "metric", "value")
+_EVALUATIONS_OPTIONAL = {"norm": "str", "epsilon": "float64", "steps": "Int64", "index": "Int64"}
 _REQUIRED_METADATA = ("name", "axes", "reports")
 _OPTIONAL_METADATA = ("description", "paper", "objective", "dataset", "metric", "mode", "run_name")
 
@@ -80,17 +86,27 @@ class SweepInfo:
 
 @dataclass
 class SweepResults:
-    """Both tables of one results directory plus the sweep's metadata."""
+    """The tables of one results directory plus the sweep's metadata."""
 
     directory: Path
     info: SweepInfo
     final: pd.DataFrame  # one row per trial
     epochs: pd.DataFrame  # one row per trial x epoch
+    # One row per trial x evaluation x strength; None when the sweep wrote no evaluations.parquet.
+    evaluations: pd.DataFrame | None = None
 
     @property
     def finished(self) -> pd.DataFrame:
         """Trials that ran to their last epoch (status TERMINATED): the only ones averaged."""
         return self.final[self.final["status"] == FINISHED]
+
+    @property
+    def finished_evaluations(self) -> pd.DataFrame:
+        """The rows of ``evaluations`` that belong to finished trials (no rows when it is None)."""
+        if self.evaluations is None:
+            return _empty_evaluations(self.info.axes)
+        finished_ids = set(self.finished["trial_id"])
+        return self.evaluations[self.evaluations["trial_id"].isin(finished_ids)]
 
     @property
     def errored(self) -> pd.DataFrame:
@@ -103,16 +119,20 @@ class SweepResults:
 
 
 def load_results(results_dir: str | Path) -> SweepResults:
-    """Load ``final.parquet`` and ``epochs.parquet`` from ``results_dir`` and check them.
+    """Load ``final.parquet``, ``epochs.parquet`` and ``evaluations.parquet`` from ``results_dir``.
 
     Required columns: ``trial_id``, ``status``, ``error``, ``epochs_completed`` and
     ``config/<axis>`` for every swept axis in ``final.parquet``; ``trial_id``, ``epoch`` and
     ``config/<axis>`` in ``epochs.parquet``. A table with no rows may lack the ``config/`` columns.
+    ``evaluations.parquet`` is optional (``SweepResults.evaluations`` is None without it); when
+    present it needs ``trial_id``, ``evaluation``, ``metric``, ``value`` and ``config/<axis>``, and
+    its optional ``norm``, ``epsilon``, ``steps`` and ``index`` columns are added as nulls when absent.
 
     Raises:
-        FileNotFoundError: the directory or one of the two files does not exist.
+        FileNotFoundError: the directory or one of the two required files does not exist.
         ValueError: a file is not readable parquet, lacks the ``b"sweep"`` metadata or a required
-            column, or holds a non-numeric metric column.
+            column, carries metadata that differs from ``final.parquet``'s, or holds a non-numeric
+            metric (or ``value``, ``epsilon``, ``steps``, ``index``) column.
     """
     directory = Path(results_dir)
     if not directory.is_dir():
@@ -126,7 +146,14 @@ def load_results(results_dir: str | Path) -> SweepResults:
     axis_columns = tuple(config_column(axis) for axis in info.axes)
     final = _to_frame(final_table, directory / FINAL_FILE, _FINAL_COLUMNS + axis_columns)
     epochs = _to_frame(epochs_table, directory / EPOCHS_FILE, _EPOCHS_COLUMNS + axis_columns)
-    return SweepResults(directory=directory, info=info, final=final, epochs=epochs)
+    evaluations = None
+    if (directory / EVALUATIONS_FILE).exists():
+        evaluations_table = _read_table(directory / EVALUATIONS_FILE)
+        evaluations_metadata = (evaluations_table.schema.metadata or {}).get(METADATA_KEY)
+        if evaluations_metadata is not None and SweepInfo.from_json(evaluations_metadata, directory / EVALUATIONS_FILE) != info:
+            raise ValueError(f"{directory}: {FINAL_FILE} and {EVALUATIONS_FILE} carry different sweep metadata (two different runs?)")
+        evaluations = _to_evaluations_frame(evaluations_table, directory / EVALUATIONS_FILE, _EVALUATIONS_COLUMNS + axis_columns)
+    return SweepResults(directory=directory, info=info, final=final, epochs=epochs, evaluations=evaluations)
 
 
 def _read_table(path: Path) -> pa.Table:
@@ -162,6 +189,34 @@ def _to_frame(table: pa.Table, path: Path, required: tuple[str, ...]) -> pd.Data
         except (TypeError, ValueError):
             raise ValueError(f"{path}: metric column {column!r} is not numeric (dtype {frame[column].dtype})") from None
     return frame
+
+
+def _to_evaluations_frame(table: pa.Table, path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    missing = [column for column in required if column not in table.column_names]
+    if missing and table.num_rows > 0:
+        raise ValueError(f"{path}: lacks the column(s) {', '.join(missing)}")
+    frame = table.to_pandas()
+    for column in missing:
+        frame[column] = pd.Series(dtype="object")
+    for column, dtype in _EVALUATIONS_OPTIONAL.items():
+        if column not in frame.columns:
+            frame[column] = pd.Series([""] * len(frame) if dtype == "str" else [None] * len(frame), index=frame.index, dtype=dtype)
+    frame["norm"] = frame["norm"].fillna("").astype("str")
+    for column, dtype in (("value", "float64"), ("epsilon", "float64"), ("steps", "Int64"), ("index", "Int64")):
+        try:
+            frame[column] = pd.to_numeric(frame[column], errors="raise").astype(dtype)
+        except (TypeError, ValueError):
+            expected = "numbers" if dtype == "float64" else "integers"
+            raise ValueError(f"{path}: column {column!r} must hold {expected} (dtype {frame[column].dtype})") from None
+    return frame
+
+
+def _empty_evaluations(axes: tuple[str, ...]) -> pd.DataFrame:
+    columns = {column: pd.Series(dtype="str") for column in ("trial_id", "evaluation", "metric", "norm")}
+    columns.update({config_column(axis): pd.Series(dtype="object") for axis in axes})
+    columns.update({"epsilon": pd.Series(dtype="float64"), "steps": pd.Series(dtype="Int64"), "index": pd.Series(dtype="Int64")})
+    columns["value"] = pd.Series(dtype="float64")
+    return pd.DataFrame(columns)
 
 
 def summarize_over_seeds(frame: pd.DataFrame, metric: str, axes: list[str]) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 Every report function returns a list of :class:`Section`; :func:`render_markdown` and
 :func:`render_html` turn the sections of all reports into ``report.md`` and ``report.html``. The
 HTML is self-contained (inline CSS, no scripts) except for the PNG figures, which sit beside it.
-Inline code in text, captions and cells is written markdown-style between backticks.
+Inline code in text, captions and cells is written markdown-style between backticks, and bold
+text between double asterisks.
 Files are written to a temporary file in the same directory and moved into place with
 ``os.replace``, so a crash never leaves a half-written file.
 """
@@ -126,6 +127,7 @@ def _replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None
 
 
 _CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
 
 _CSS = (
     "body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}"
@@ -137,8 +139,8 @@ _CSS = (
 
 
 def _inline_html(text: str) -> str:
-    """Escape ``text`` for HTML and turn `code` spans into ``<code>``."""
-    return _CODE.sub(r"<code>\1</code>", html.escape(text))
+    """Escape ``text`` for HTML and turn `code` spans into ``<code>``, **bold** into ``<strong>``."""
+    return _BOLD.sub(r"<strong>\1</strong>", _CODE.sub(r"<code>\1</code>", html.escape(text)))
 
 
 def _markdown_cell(text: str) -> str:

@@ -44,13 +44,14 @@ class VersusBeta:
     secondary: str | None  # metric drawn dashed in the same colour (mean only), when present
     ylabel: str  # with units
     log_y: bool  # log y axis when every plotted mean is positive
+    list_errors: bool = True  # append the ERROR trials table (off for a second section of one report)
 
 
 def versus_beta_sections(results: SweepResults, out_dir: Path, spec: VersusBeta) -> list[Section]:
     """The sections of one metric-vs-beta report; writes ``out_dir/<spec.report>.png``."""
     info = results.info
     title = f"{spec.quantity[0].upper()}{spec.quantity[1:]} vs beta"
-    errors = error_table(results)
+    errors = error_table(results) if spec.list_errors else None
     if "beta" not in info.axes:
         swept = ", ".join(f"`{axis}`" for axis in info.axes) or "none"
         text = f"Sweep `{info.name}` does not sweep `beta` (swept axes: {swept}), so there is no {spec.quantity} vs beta."
@@ -63,10 +64,10 @@ def versus_beta_sections(results: SweepResults, out_dir: Path, spec: VersusBeta)
     others = [axis for axis in info.axes if axis != "beta"]
     finished = results.finished
     summaries = {metric: _by_configuration(summarize_over_seeds(finished, metric, others + ["beta"]), others) for metric in metrics}
-    configurations = _configurations(results.final, others)
+    configurations = sweep_configurations(results.final, others)
     betas = sorted(float(beta) for beta in results.final[config_column("beta")].dropna().unique())
 
-    paragraphs = [_describe(spec, metrics, others), _counts_sentence(results)]
+    paragraphs = [_describe(spec, metrics, others), counts_sentence(results)]
     figures = []
     if any(summary for summary in summaries.values()):
         figure, scale_note, y_note = _plot(results, spec, metrics, summaries, configurations, others)
@@ -150,7 +151,7 @@ def _plot(results, spec, metrics, summaries, configurations, others) -> tuple[Fi
     axes.set_ylabel(spec.ylabel)
     axes.set_title(f"{results.info.name}: {spec.quantity} vs beta ({len(results.finished)} finished trials)")
     axes.grid(True, which="major", alpha=0.3)
-    handles = [Line2D([], [], color=palette(i % 10), label=_label(others, c)) for i, c in enumerate(configurations)]
+    handles = [Line2D([], [], color=palette(i % 10), label=configuration_label(others, c)) for i, c in enumerate(configurations)]
     handles.append(Line2D([], [], color="black", linestyle="-", marker="o", markersize=4, label=f"{metrics[0]} (mean ± 1 std)"))
     if len(metrics) > 1:
         handles.append(Line2D([], [], color="black", linestyle="--", marker="s", markersize=4, label=f"{metrics[1]} (mean)"))
@@ -171,7 +172,7 @@ def _by_configuration(summary: pd.DataFrame, others: list[str]) -> dict[tuple[tu
     return cells
 
 
-def _configurations(final: pd.DataFrame, others: list[str]) -> list[tuple[str, ...]]:
+def sweep_configurations(final: pd.DataFrame, others: list[str]) -> list[tuple[str, ...]]:
     """Every configuration of the other swept axes present in the sweep (finished or not)."""
     if not others:
         return [()]
@@ -180,7 +181,8 @@ def _configurations(final: pd.DataFrame, others: list[str]) -> list[tuple[str, .
     return [tuple(format_value(value) for value in row) for row in unique.itertuples(index=False)]
 
 
-def _label(others: list[str], configuration: tuple[str, ...]) -> str:
+def configuration_label(others: list[str], configuration: tuple[str, ...]) -> str:
+    """``"latent_dim=2, temperature=0.5"`` for a configuration of ``others``; ``"all trials"`` for none."""
     return ", ".join(f"{axis}={value}" for axis, value in zip(others, configuration)) or "all trials"
 
 
@@ -203,7 +205,8 @@ def _describe(spec: VersusBeta, metrics: list[str], others: list[str]) -> str:
     return text + f", {lines}."
 
 
-def _counts_sentence(results: SweepResults) -> str:
+def counts_sentence(results: SweepResults) -> str:
+    """"Means use the N finished (TERMINATED) trials only; excluded: ..." for a section's text."""
     counts = results.status_counts()
     finished = counts.get(FINISHED, 0)
     excluded = ", ".join(f"{count} {status}" for status, count in counts.items() if status != FINISHED)

@@ -1,0 +1,182 @@
+"""Report ``robustness``: accuracy under attack per beta, as in Zhang et al., Table II.
+
+Reads ``evaluations.parquet``. The table has the paper's layout: rows Clean and PGD at each step
+count (and epsilon) in the data, e.g. "PGD-7 (eps 8/255)" and "PGD-20 (eps 8/255)"; one column per
+beta, ascending, beta = 0 (plain cross-entropy) first as "CE (beta=0)"; cells "mean ± std (n)" over
+seeds in percent. There is one table per configuration of the other swept axes (the paper's
+non-regularized and regularized ResNet-18 are two such configurations). The figure
+``fgsm_curves.png`` shows FGSM accuracy against epsilon, one line per beta and one panel per
+configuration, and ``cw_l2_curves.png`` does the same for Carlini-Wagner L2 when the sweep ran it.
+The section "Gradient-masking checks" (:mod:`orchestrator.reports.gradient_masking`) follows, and a
+failed check puts a bold warning at the top of this section.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.reports import register_report
+from orchestrator.reports.common import SweepResults
+from orchestrator.reports.document import FigureFile, Section, Table, save_figure
+from orchestrator.reports.evaluation_data import (
+    absent_sentence,
+    beta_label,
+    configuration_labels,
+    evaluation_rows,
+    format_epsilon,
+    format_percent,
+    other_axes,
+    percent_scale,
+    summarize_evaluation,
+    sweep_betas,
+)
+from orchestrator.reports.gradient_masking import FLAG, masking_checks, masking_section, violated_checks, warning_line
+from orchestrator.reports.panels import beta_colors, beta_legend, draw_mean_band, panel_grid
+from orchestrator.reports.versus_beta import counts_sentence
+
+TITLE = "Adversarial robustness"
+ATTACKS = ("clean", "fgsm", "pgd", "cw_l2")
+NORM_NAMES = {"linf": "L∞", "l2": "L2", "": "unspecified norm"}
+CURVES = (("fgsm", "FGSM", "fgsm_curves.png"), ("cw_l2", "CW-L2", "cw_l2_curves.png"))
+
+
+@register_report("robustness")
+def robustness(results: SweepResults, out_dir: Path) -> list[Section]:
+    """The robustness tables, ``fgsm_curves.png`` / ``cw_l2_curves.png``, and the masking checks."""
+    absent = absent_sentence(results, "robustness table, accuracy-vs-epsilon curve or gradient-masking check")
+    if absent:
+        return [Section(TITLE, [absent])]
+    checks = masking_checks(results)
+    warning = warning_line(checks)
+    paragraphs = [warning] if warning else []
+    attacks = [evaluation_rows(results, evaluation, "acc") for evaluation in ATTACKS]
+    if all(rows.dropna(subset=["value"]).empty for rows in attacks):
+        paragraphs.append("`evaluations.parquet` has no `clean`, `fgsm`, `pgd` or `cw_l2` accuracy of a finished trial, so there is no robustness table or curve.")
+        return [Section(TITLE, paragraphs), masking_section(results, checks)]
+
+    clean, fgsm, pgd, cw_l2 = attacks
+    scale = percent_scale(pd.concat(attacks)["value"])
+    flagged = set(violated_checks(checks)["trial_id"])
+    paragraphs += [_describe(results), counts_sentence(results)]
+    if flagged:
+        paragraphs.append(f"{FLAG} marks an attack cell with at least one trial that failed a gradient-masking check.")
+    tables = _accuracy_tables(results, clean, pgd, scale, flagged)
+    if not tables:
+        paragraphs.append("`evaluations.parquet` has no `clean` or `pgd` accuracy of a finished trial, so there is no robustness table.")
+    figures = []
+    for (evaluation, name, file_name), rows in zip(CURVES, (fgsm, cw_l2)):
+        if rows.dropna(subset=["value"]).empty:
+            continue
+        usable = rows.dropna(subset=["value", "epsilon"])
+        if len(usable) < len(rows.dropna(subset=["value"])):
+            paragraphs.append(f"Some `{evaluation}` rows have no `epsilon`; the {name} curves leave them out.")
+        if usable.empty:
+            continue
+        save_figure(_curves_figure(results, name, usable, clean, scale), out_dir / file_name)
+        caption = (
+            f"{results.info.name}: test accuracy under {name} against the attack's epsilon, one line per beta "
+            "(mean over seeds, band ± 1 sample standard deviation)"
+            + ("; the point at epsilon = 0 is the clean accuracy." if not clean.dropna(subset=["value"]).empty else ".")
+        )
+        figures.append(FigureFile(file_name, caption))
+    return [Section(TITLE, paragraphs, figures, tables), masking_section(results, checks)]
+
+
+def _describe(results: SweepResults) -> str:
+    others = other_axes(results)
+    names = ", ".join(f"`{axis}`" for axis in others)
+    per = "" if not others else f" One table per value of {names}." if len(others) == 1 else f" One table per combination of {names}."
+    return (
+        "Test accuracy in percent under each attack, on the evaluation subset of each finished trial: "
+        "mean ± sample standard deviation over seeds (number of trials). Rows: clean accuracy, then PGD at "
+        "each step count and epsilon in `evaluations.parquet`; columns: beta ascending, beta = 0 (plain "
+        f"cross-entropy, CE) first.{per}"
+    )
+
+
+def _key(value: object) -> object:
+    """A dictionary key for a value that may be null (NaN is not equal to itself)."""
+    if value is None or pd.isna(value):
+        return None
+    return value if isinstance(value, str) else float(value)
+
+
+def _cells(summary: pd.DataFrame, keys: list[str]) -> dict[tuple, tuple[float, float, int, tuple[str, ...]]]:
+    return {
+        (row["configuration"], _key(row["beta"]), *(_key(row[key]) for key in keys)): (row["mean"], row["std"], row["n"], row["trials"])
+        for _, row in summary.iterrows()
+    }
+
+
+def _pgd_label(norm: str, epsilon: float | None, steps: float | None) -> str:
+    label = "PGD" if steps is None else f"PGD-{int(steps)}"
+    details = ([NORM_NAMES.get(norm, norm)] if norm not in ("linf", "") else []) + ([f"eps {format_epsilon(epsilon)}"] if epsilon is not None else [])
+    return label + (f" ({', '.join(details)})" if details else "")
+
+
+def _accuracy_tables(results, clean, pgd, scale, flagged) -> list[Table]:
+    clean_cells = _cells(summarize_evaluation(clean, []), [])
+    pgd_cells = _cells(summarize_evaluation(pgd, ["norm", "epsilon", "steps"]), ["norm", "epsilon", "steps"])
+    if not clean_cells and not pgd_cells:
+        return []
+    strengths = sorted({key[2:] for key in pgd_cells}, key=lambda s: (s[0] != "linf", s[0], -1 if s[1] is None else s[1], -1 if s[2] is None else s[2]))
+    betas = sweep_betas(results)
+    header = ["evaluation", *(beta_label(beta) for beta in betas)]
+    tables = []
+    for configuration in configuration_labels(results):
+        rows = []
+        if clean_cells:
+            rows.append(["Clean", *(_cell(clean_cells.get((configuration, _key(beta))), scale, set()) for beta in betas)])
+        for strength in strengths:
+            cells = [_cell(pgd_cells.get((configuration, _key(beta), *strength)), scale, flagged) for beta in betas]
+            rows.append([_pgd_label(*strength), *cells])
+        caption = f"Test accuracy (%) under attack, {configuration}: mean ± sample std over seeds (n finished trials)"
+        tables.append(Table(caption, header, rows))
+    return tables
+
+
+def _cell(cell, scale: float, flagged: set[str]) -> str:
+    if cell is None:
+        return "–"
+    mean, std, n, trials = cell
+    text = format_percent(mean, std, n, scale)
+    return f"{text} {FLAG}" if flagged.intersection(trials) else text
+
+
+def _curves_figure(results: SweepResults, name: str, rows: pd.DataFrame, clean: pd.DataFrame, scale: float):
+    summary = summarize_evaluation(rows, ["norm", "epsilon"])
+    clean_cells = _cells(summarize_evaluation(clean, []), [])
+    panels_keys = [
+        (configuration, norm)
+        for configuration in configuration_labels(results)
+        for norm in sorted(summary.loc[summary["configuration"] == configuration, "norm"].unique())
+    ]
+    several_norms = summary["norm"].nunique() > 1
+    betas = sweep_betas(results)
+    color_of, norm_bar = beta_colors(betas)
+    figure, panels = panel_grid(len(panels_keys))
+    for panel, (configuration, norm) in zip(panels, panels_keys):
+        for beta in betas:
+            line = summary[(summary["configuration"] == configuration) & (summary["norm"] == norm)]
+            line = line[line["beta"].isna()] if pd.isna(beta) else line[line["beta"] == beta]
+            if line.empty:
+                continue
+            x, mean, std = (line[c].to_numpy(dtype=float) for c in ("epsilon", "mean", "std"))
+            start = clean_cells.get((configuration, _key(beta)))
+            if start is not None and not np.any(x == 0):
+                x, mean, std = np.append(x, 0.0), np.append(mean, start[0]), np.append(std, start[1])
+            draw_mean_band(panel, x, mean * scale, std * scale, color_of(beta))
+        panel.set_title(configuration + (f", {NORM_NAMES.get(norm, norm)}" if several_norms else ""), fontsize="medium")
+        panel.set_xlabel(f"epsilon ({NORM_NAMES.get(norm, norm)} norm of the perturbation, pixels in [0, 1])")
+        panel.set_ylabel(f"accuracy under {name} (%)")
+        panel.set_ylim(-2, 102)
+        panel.grid(True, alpha=0.3)
+        if norm == "linf":
+            top = panel.secondary_xaxis("top", functions=(lambda e: e * 255, lambda k: k / 255))
+            top.set_xlabel("epsilon × 255 (8-bit pixel levels)", fontsize="small")
+    figure.suptitle(f"{results.info.name}: accuracy under {name} vs epsilon\nmean ± 1 std over seeds; epsilon = 0 is the clean accuracy")
+    beta_legend(figure, panels, betas, color_of, norm_bar)
+    return figure

@@ -1,0 +1,77 @@
+"""Report ``spectra``: the classifier's singular values per beta (Zhang et al., Fig. 5 right).
+
+Reads the ``spectrum`` rows of ``evaluations.parquet`` (metric ``singular_value``, ``index`` 0 =
+largest) and draws ``spectra.png``: singular value against index, one line per beta (the mean
+over seeds at each index, band of +-1 sample standard deviation), log y, one panel per
+configuration of the other swept axes. The paper's reading: with more compression the spectrum
+concentrates in fewer, larger singular values (the classifier becomes closer to low rank).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from orchestrator.reports import register_report
+from orchestrator.reports.common import SweepResults
+from orchestrator.reports.document import FigureFile, Section, save_figure
+from orchestrator.reports.evaluation_data import absent_sentence, configuration_labels, evaluation_rows, other_axes, summarize_evaluation, sweep_betas
+from orchestrator.reports.panels import beta_colors, beta_legend, draw_mean_band, panel_grid
+from orchestrator.reports.versus_beta import counts_sentence
+
+TITLE = "Singular values of the classifier"
+FILE_NAME = "spectra.png"
+
+
+@register_report("spectra")
+def spectra(results: SweepResults, out_dir: Path) -> list[Section]:
+    """The spectrum figure; writes ``out_dir/spectra.png`` when there are spectrum rows."""
+    absent = absent_sentence(results, "spectrum figure")
+    if absent:
+        return [Section(TITLE, [absent])]
+    rows = evaluation_rows(results, "spectrum", "singular_value").dropna(subset=["value", "index"])
+    if rows.empty:
+        return [Section(TITLE, ["`evaluations.parquet` has no `spectrum` rows (metric `singular_value`) of a finished trial, so there is no spectrum figure."])]
+    summary = summarize_evaluation(rows, ["index"])
+    positive = summary[summary["mean"] > 0]
+    others = other_axes(results)
+    names = ", ".join(f"`{axis}`" for axis in others)
+    per = "" if not others else f", one panel per value of {names}" if len(others) == 1 else f", one panel per combination of {names}"
+    paragraphs = [
+        "Singular values of the classifier's weight matrix (the linear layer from the representation to the logits) "
+        f"after training, largest first; one line per beta (mean over seeds at each index, band ± 1 sample standard deviation){per}. "
+        "A spectrum that falls faster means a classifier closer to low rank.",
+        counts_sentence(results),
+    ]
+    if len(positive) < len(summary):
+        paragraphs.append(f"{len(summary) - len(positive)} mean singular values are zero or negative and cannot be drawn on the log axis; they are left out.")
+    save_figure(_figure(results, positive), out_dir / FILE_NAME)
+    caption = f"{results.info.name}: singular values of the classifier against their index (0 = largest), log y, one line per beta."
+    return [Section(TITLE, paragraphs, [FigureFile(FILE_NAME, caption)])]
+
+
+def _figure(results: SweepResults, summary):
+    configurations = [label for label in configuration_labels(results) if label in set(summary["configuration"])]
+    betas = sweep_betas(results)
+    color_of, norm = beta_colors(betas)
+    figure, panels = panel_grid(len(configurations))
+    floor = float(summary["mean"].min()) / 10
+    for panel, configuration in zip(panels, configurations):
+        for beta in betas:
+            line = summary[summary["configuration"] == configuration]
+            line = line[line["beta"].isna()] if np.isnan(beta) else line[line["beta"] == beta]
+            if line.empty:
+                continue
+            x, mean, std = (line[c].to_numpy(dtype=float) for c in ("index", "mean", "std"))
+            draw_mean_band(panel, x, mean, std, color_of(beta), floor=floor)
+        panel.set_yscale("log")
+        panel.set_title(configuration, fontsize="medium")
+        panel.set_xlabel("index of the singular value (0 = largest)")
+        panel.set_ylabel("singular value (log scale)")
+        panel.grid(True, which="major", alpha=0.3)
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.suptitle(f"{results.info.name}: singular values of the classifier\nmean ± 1 std over seeds at each index")
+    beta_legend(figure, panels, betas, color_of, norm)
+    return figure
