@@ -20,17 +20,20 @@ import pyarrow.parquet as pq
 
 EPOCHS_FILE = "epochs.parquet"
 FINAL_FILE = "final.parquet"
+EVALUATIONS_FILE = "evaluations.parquet"
+EVALUATIONS_KEY = "evaluations"  # trainables.harness.EVALUATIONS_KEY: JSON rows in the final report
+EVALUATION_COLUMNS = ("evaluation", "metric", "norm", "epsilon", "steps", "index", "value")
 METADATA_KEY = b"sweep"
 
 
-def trial_rows(results: Iterable[Any], axes: Iterable[str]) -> tuple[list[dict], list[dict]]:
-    """Rows of the two tables from Tune ``Result`` objects.
+def trial_rows(results: Iterable[Any], axes: Iterable[str]) -> tuple[list[dict], list[dict], list[dict]]:
+    """Rows of the three tables (epochs, final, evaluations) from Tune ``Result`` objects.
 
     A trial restored from an older checkpoint reports some epochs twice; the last report of
     each epoch is kept, which is the one its final weights descend from.
     """
     axes = list(axes)
-    epoch_rows, final_rows = [], []
+    epoch_rows, final_rows, evaluation_rows = [], [], []
     for result in results:
         config = dict(result.config or {})
         trial_id = str(result.metrics.get("trial_id") or Path(result.path).name)
@@ -46,6 +49,9 @@ def trial_rows(results: Iterable[Any], axes: Iterable[str]) -> tuple[list[dict],
         for row in history:
             epoch_rows.append({"trial_id": trial_id, "epoch": row["epoch"], **keys, **_metrics(row)})
         last = _metrics(history[-1]) if history else {}
+        if status == "TERMINATED" and isinstance(history[-1].get(EVALUATIONS_KEY), str):
+            for row in json.loads(history[-1][EVALUATIONS_KEY]):
+                evaluation_rows.append({"trial_id": trial_id, **keys, **{c: row.get(c) for c in EVALUATION_COLUMNS}})
         final_rows.append({
             "trial_id": trial_id,
             "status": status,
@@ -54,23 +60,30 @@ def trial_rows(results: Iterable[Any], axes: Iterable[str]) -> tuple[list[dict],
             **{f"config/{k}": v for k, v in sorted(config.items())},
             **last,
         })
-    return epoch_rows, final_rows
+    return epoch_rows, final_rows, evaluation_rows
 
 
-def write_results(directory: Path, epoch_rows: list[dict], final_rows: list[dict], sweep: Mapping[str, Any]) -> tuple[Path, Path]:
-    """Write both parquet files with the sweep metadata; return their paths."""
+def write_results(directory: Path, epoch_rows: list[dict], final_rows: list[dict], sweep: Mapping[str, Any],
+                  evaluation_rows: list[dict] | None = None) -> list[Path]:
+    """Write the parquet files with the sweep metadata; return their paths.
+
+    ``evaluations.parquet`` is written only when some trial ran evaluations.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     metadata = {METADATA_KEY: json.dumps(dict(sweep), sort_keys=True).encode()}
+    tables = [(EPOCHS_FILE, epoch_rows, ["trial_id", "epoch"]),
+              (FINAL_FILE, final_rows, ["trial_id", "status", "error", "epochs_completed"])]
+    if evaluation_rows:
+        tables.append((EVALUATIONS_FILE, evaluation_rows, ["trial_id", *EVALUATION_COLUMNS]))
     paths = []
-    for name, rows, leading in ((EPOCHS_FILE, epoch_rows, ["trial_id", "epoch"]),
-                                (FINAL_FILE, final_rows, ["trial_id", "status", "error", "epochs_completed"])):
+    for name, rows, leading in tables:
         table = _table(rows, leading).replace_schema_metadata(metadata)
         path = directory / name
         tmp = path.with_name(path.name + ".tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, path)
         paths.append(path)
-    return paths[0], paths[1]
+    return paths
 
 
 def read_sweep_metadata(path: Path) -> dict[str, Any]:
@@ -111,7 +124,8 @@ def _table(rows: list[dict], leading: list[str]) -> pa.Table:
     ordered = leading + sorted(c for c in columns if c.startswith("config/")) + sorted(
         c for c in columns if c not in leading and not c.startswith("config/"))
     data = {c: [row.get(c) for row in rows] for c in ordered}
-    return pa.table({c: pa.array(v) for c, v in data.items()}) if rows else pa.table({c: pa.array([], pa.null()) for c in ordered})
+    types = {"epsilon": pa.float64(), "value": pa.float64(), "steps": pa.int64(), "index": pa.int64()}
+    return pa.table({c: pa.array(v, type=types.get(c)) for c, v in data.items()})
 
 
 def _one_line(error: BaseException) -> str:

@@ -242,7 +242,7 @@ def run(plan: Plan) -> int:
         if started_ray:
             ray.shutdown()
 
-    epoch_rows, final_rows = results_io.trial_rows(result_grid, spec.grid)
+    epoch_rows, final_rows, evaluation_rows = results_io.trial_rows(result_grid, spec.grid)
     statuses = [row["status"] for row in final_rows]
     if "INCOMPLETE" in statuses or len(final_rows) < expected:
         done = statuses.count("TERMINATED") + statuses.count("ERROR")
@@ -250,7 +250,8 @@ def run(plan: Plan) -> int:
               f"  python -m orchestrator.sweep {' '.join(shlex.quote(a) for a in sys.argv[1:] if a != '--resume')} --resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    results_io.write_results(options.run_dir, epoch_rows, final_rows, run_metadata(spec, options))
+    written = results_io.write_results(options.run_dir, epoch_rows, final_rows, run_metadata(spec, options),
+                                       evaluation_rows)
     report = build_reports(options.run_dir)
     parent = find_parent_run(plan.tracking_uri, experiment_id, options.run_name)
     if parent is not None:
@@ -258,7 +259,7 @@ def run(plan: Plan) -> int:
 
     failed = statuses.count("ERROR")
     print(f"\nsweep {spec.name}: {statuses.count('TERMINATED')} trials finished, {failed} failed")
-    print(f"results: {options.run_dir / results_io.EPOCHS_FILE}, {options.run_dir / results_io.FINAL_FILE}")
+    print(f"results: {', '.join(str(p) for p in written)}")
     print(f"report:  {report}  (and {report.with_suffix('.html')})")
     print(f"mlflow:  mlflow ui --backend-store-uri {plan.tracking_uri}   "
           f"then open http://127.0.0.1:5000/#/experiments/{experiment_id}")

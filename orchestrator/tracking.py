@@ -30,6 +30,7 @@ PARENT_TAG = "ib.sweep_run"  # run name of the Tune experiment, on the parent ru
 TRIAL_TAG = "ib.trial_id"
 LAST_EPOCH_TAG = "ib.last_epoch"
 PARENT_ID_TAG = "mlflow.parentRunId"
+MASKING_METRIC = "robust/masking_violations"
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -150,7 +151,10 @@ class MlflowTrackingCallback(tune.Callback):
         timestamp = int(time.time() * 1000)
         metrics = [Metric(key, float(value), timestamp, epoch) for key, value in result.items()
                    if _is_metric(key, value)]
-        self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(LAST_EPOCH_TAG, str(epoch))])
+        tags = [RunTag(LAST_EPOCH_TAG, str(epoch))]
+        if result.get(MASKING_METRIC, 0) > 0:
+            tags.append(RunTag("gradient_masking", f"suspected: {int(result[MASKING_METRIC])} check(s) violated"))
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.last_epoch[trial.trial_id] = epoch
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:

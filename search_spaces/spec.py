@@ -36,11 +36,31 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
     "checkpoint_every": 1,  # epochs between checkpoints (the last epoch is always checkpointed)
     "train_subset": 0,  # keep this many training examples, class-stratified (0 = all)
     "test_subset": 0,  # keep this many test examples, class-stratified (0 = all)
+    "lr_schedule": "step",  # "step" (lr_decay every lr_decay_every epochs) or "cosine" (to 0 over all epochs)
+    "augment": "none",  # "none" or "crop_flip": random crop after zero padding, and horizontal flip, on the device
+    "crop_padding": 4,  # pixels of zero padding before the random crop
+    "aux_lr": 1e-3,  # Adam learning rate of an objective's auxiliary parameters (entropy-model quantiles)
+    # After the last epoch, on the first eval_subset test examples (see docs/robustness.md):
+    "evaluations": "",  # comma-separated: fgsm, pgd, cw_l2 (set from SweepSpec.evaluations)
+    "eval_subset": 1000,
+    "fgsm_epsilons": "0.003922,0.007843,0.01569,0.03137",  # L-inf, pixels in [0, 1]: 1, 2, 4, 8 / 255
+    "pgd_epsilon": 8 / 255,  # L-inf radius of PGD
+    "pgd_step": 2 / 255,  # PGD step size
+    "pgd_steps": "7,20",  # accuracy recorded at each of these iterates of one PGD run
+    "cw_steps": 100,  # Carlini-Wagner L2 optimisation steps
+    "cw_c": 1.0,  # Carlini-Wagner trade-off constant
+    "cw_lr": 0.01,  # Carlini-Wagner Adam learning rate
+    "cw_l2_epsilons": "0.5,1.0,2.0",  # accuracy under CW-L2 perturbations of at most these L2 norms
+    "eot_samples": 1,  # gradients averaged over this many forward passes (stochastic encoders)
 }
 
 # Value rules shared by all objectives; an objective adds its own in register_objective_defaults.
-POSITIVE = {"epochs", "batch_size", "eval_batch_size", "lr", "lr_decay_every", "checkpoint_every"}
-NONNEGATIVE = {"seed", "weight_decay", "train_subset", "test_subset"}
+POSITIVE = {"epochs", "batch_size", "eval_batch_size", "lr", "lr_decay_every", "checkpoint_every", "aux_lr",
+            "eval_subset", "pgd_step", "cw_steps", "cw_lr", "eot_samples"}
+NONNEGATIVE = {"seed", "weight_decay", "train_subset", "test_subset", "crop_padding", "pgd_epsilon", "cw_c"}
+CHOICES = {"lr_schedule": ("step", "cosine"), "augment": ("none", "crop_flip")}
+# Comma-separated lists in string keys, and what each element must be.
+LISTS = {"evaluations": ("fgsm", "pgd", "cw_l2"), "fgsm_epsilons": float, "pgd_steps": int, "cw_l2_epsilons": float}
 UNIT_INTERVAL_OPEN = {"adam_beta1", "adam_beta2", "ema_decay"}  # in [0, 1)
 UNIT_INTERVAL_CLOSED = {"lr_decay"}  # in (0, 1]
 
@@ -50,6 +70,7 @@ DATASETS = ("digits", "mnist", "cifar10", "synthetic")
 OBJECTIVE_DEFAULTS: dict[str, dict[str, Scalar]] = {}
 _OBJECTIVE_POSITIVE: dict[str, set[str]] = {}
 _OBJECTIVE_NONNEGATIVE: dict[str, set[str]] = {}
+_OBJECTIVE_CHOICES: dict[str, dict[str, tuple[str, ...]]] = {}
 
 SEARCHES = ("grid", "optuna")
 DISTRIBUTIONS = ("uniform", "loguniform", "int")
@@ -61,6 +82,7 @@ def register_objective_defaults(
     *,
     positive: tuple[str, ...] = (),
     nonnegative: tuple[str, ...] = (),
+    choices: Mapping[str, tuple[str, ...]] | None = None,
 ) -> None:
     """Declare the config keys of ``objective`` with their defaults and value rules."""
     clash = set(defaults) & set(HARNESS_DEFAULTS)
@@ -69,6 +91,7 @@ def register_objective_defaults(
     OBJECTIVE_DEFAULTS[objective] = dict(defaults)
     _OBJECTIVE_POSITIVE[objective] = set(positive)
     _OBJECTIVE_NONNEGATIVE[objective] = set(nonnegative) | ({"beta"} & set(defaults))
+    _OBJECTIVE_CHOICES[objective] = dict(choices or {})
 
 
 @dataclass(frozen=True)
@@ -112,6 +135,7 @@ class SweepSpec:
             "objective": self.objective,
             "dataset": self.dataset,
             "epochs": self.epochs,
+            "evaluations": ",".join(self.evaluations),
         }
 
     def num_trials(self) -> int:
@@ -173,6 +197,11 @@ class SweepSpec:
             if key == "dataset":
                 spec = dataclasses.replace(spec, dataset=value)
                 continue
+            if key == "evaluations":
+                if not isinstance(value, str):
+                    raise ValueError(f"--set evaluations={value!r}: expected a comma-separated string, e.g. fgsm,pgd")
+                spec = dataclasses.replace(spec, evaluations=tuple(v.strip() for v in value.split(",") if v.strip()))
+                continue
             if isinstance(value, list):
                 grid[key] = tuple(value)
                 config.pop(key, None)
@@ -203,6 +232,9 @@ class SweepSpec:
             raise ValueError(f"dataset {self.dataset!r}: expected one of {', '.join(DATASETS)}")
         if self.mode not in ("min", "max"):
             raise ValueError(f"mode {self.mode!r}: expected 'min' or 'max'")
+        for name in self.evaluations:
+            if name not in LISTS["evaluations"]:
+                raise ValueError(f"evaluations: {name!r}: expected any of {', '.join(LISTS['evaluations'])}")
         if "/" not in self.metric:
             raise ValueError(f"metric {self.metric!r}: expected a name like 'test/acc'")
         _check_int("epochs", self.epochs, minimum=1)
@@ -217,7 +249,7 @@ class SweepSpec:
             raise ValueError("cpus_per_trial 0 and gpus_per_trial 0: a trial needs at least one of them")
 
         known = {**HARNESS_DEFAULTS, **OBJECTIVE_DEFAULTS[self.objective]}  # the schema, not this spec's values
-        reserved = {"objective", "dataset", "epochs", "seed"}
+        reserved = {"objective", "dataset", "epochs", "seed", "evaluations"}
         for key, value in self.config.items():
             if key in reserved:
                 raise ValueError(f"config key {key!r}: set it as the spec's own field, not in config")
@@ -285,6 +317,26 @@ class SweepSpec:
             raise ValueError(f"{where}: {name}: expected a value in [0, 1)")
         if key in UNIT_INTERVAL_CLOSED and not 0 < value <= 1:
             raise ValueError(f"{where}: {name}: expected a value in (0, 1]")
+        choices = {**CHOICES, **_OBJECTIVE_CHOICES.get(self.objective, {})}
+        if key in choices and value not in choices[key]:
+            raise ValueError(f"{where}: {name}: expected one of {', '.join(choices[key])}")
+        if key in LISTS:
+            _check_list(f"{where}: {name}", value, LISTS[key])
+
+
+def _check_list(what: str, value: str, element: Any) -> None:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    for item in items:
+        if isinstance(element, tuple):
+            if item not in element:
+                raise ValueError(f"{what}: {item!r} is not one of {', '.join(element)}")
+            continue
+        try:
+            number = element(item)
+        except ValueError:
+            raise ValueError(f"{what}: {item!r} is not a {element.__name__}") from None
+        if not math.isfinite(number) or number <= 0:
+            raise ValueError(f"{what}: {item!r} must be a positive finite number")
 
 
 def _check_int(field_name: str, value: Any, *, minimum: int) -> None:

@@ -198,3 +198,24 @@ def test_cifar10_from_local_batches_is_channels_first(tmp_path, monkeypatch):
     assert data.train_x.is_contiguous()
     torch.testing.assert_close(data.test_x * 255, torch.tensor(planes, dtype=torch.float32))
     assert data.test_y.tolist() == [0, 1, 2, 3]
+
+
+def test_crop_flip_matches_a_per_example_reference():
+    """Each output is a crop of the zero-padded input, flipped or not; reproducible from the generator."""
+    from trainables.data import crop_flip
+
+    x = torch.rand(64, 3, 8, 8)
+    out = crop_flip(x, padding=2, generator=torch.Generator().manual_seed(0))
+    again = crop_flip(x, padding=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again) and out.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    flipped = 0
+    for i in range(len(x)):
+        crops = [padded[i, :, r : r + 8, c : c + 8] for r in range(5) for c in range(5)]
+        if any(torch.equal(out[i], crop) for crop in crops):
+            continue
+        assert any(torch.equal(out[i], crop.flip(-1)) for crop in crops), i
+        flipped += 1
+    assert 16 < flipped < 48  # about half are flipped
+    unpadded = crop_flip(x, padding=0, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(u, v) or torch.equal(u, v.flip(-1)) for u, v in zip(unpadded, x))

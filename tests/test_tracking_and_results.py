@@ -94,7 +94,8 @@ def test_rows_keep_the_last_report_of_a_replayed_epoch_and_classify_status(tmp_p
         _fake_result("b", [(1, 0.1)], error=RuntimeError("Traceback...\nFloatingPointError: non-finite loss")),
         _fake_result("c", [(1, 0.1)]),  # stopped early without error: interrupted
     ]
-    epochs, final = trial_rows(results, ["beta"])
+    epochs, final, evaluations = trial_rows(results, ["beta"])
+    assert evaluations == []
     a = [r for r in epochs if r["trial_id"] == "a"]
     assert [r["epoch"] for r in a] == [1, 2, 3] and a[1]["test/acc"] == 0.25
     by_id = {r["trial_id"]: r for r in final}
@@ -102,6 +103,7 @@ def test_rows_keep_the_last_report_of_a_replayed_epoch_and_classify_status(tmp_p
     assert by_id["b"]["status"] == "ERROR" and by_id["b"]["error"] == "FloatingPointError: non-finite loss"
     assert by_id["c"]["status"] == "INCOMPLETE"
     epochs_path, final_path = write_results(Path(tmp_path), epochs, final, {"name": "s", "axes": ["beta"]})
+    assert not (Path(tmp_path) / "evaluations.parquet").exists()
     assert read_sweep_metadata(final_path) == {"name": "s", "axes": ["beta"]}
     assert not list(Path(tmp_path).glob("*.tmp"))
 
@@ -113,3 +115,25 @@ def test_missing_metadata_is_a_clear_error(tmp_path):
     pq.write_table(pa.table({"x": [1]}), tmp_path / "final.parquet")
     with pytest.raises(ValueError, match="no 'sweep' metadata"):
         read_sweep_metadata(tmp_path / "final.parquet")
+
+
+def test_evaluation_rows_come_from_the_final_report(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    rows = [{"evaluation": "pgd", "metric": "acc", "norm": "linf", "epsilon": 8 / 255, "steps": 20, "index": None,
+             "value": 0.25},
+            {"evaluation": "spectrum", "metric": "singular_value", "norm": "", "epsilon": None, "steps": None,
+             "index": 0, "value": 3.5}]
+    finished = _fake_result("a", [(1, 0.1), (2, 0.2), (3, 0.3)])
+    finished.metrics_dataframe["evaluations"] = [None, None, json.dumps(rows)]
+    failed = _fake_result("b", [(1, 0.1)], error=RuntimeError("boom"))
+    epochs, final, evaluations = trial_rows([finished, failed], ["beta"])
+    assert [(r["trial_id"], r["evaluation"], r["value"]) for r in evaluations] == [("a", "pgd", 0.25), ("a", "spectrum", 3.5)]
+    assert evaluations[0]["config/beta"] == 0.1 and evaluations[0]["config/seed"] == 0
+    assert "evaluations" not in final[0]
+    paths = write_results(Path(tmp_path), epochs, final, {"name": "s", "axes": ["beta"]}, evaluations)
+    table = pq.read_table(paths[-1])
+    assert paths[-1].name == "evaluations.parquet" and table.num_rows == 2
+    assert str(table.schema.field("steps").type) == "int64" and str(table.schema.field("epsilon").type) == "double"

@@ -112,6 +112,27 @@ def batch_indices(
     return list(order.split(batch_size))
 
 
+def crop_flip(x: Tensor, *, padding: int, generator: torch.Generator) -> Tensor:
+    """Random crop after zero padding, then a random horizontal flip, batched on ``x``'s device.
+
+    The standard CIFAR augmentation (pad 4, crop 32, flip with probability 1/2) as tensor indexing:
+    each example gets its own offsets and flip, drawn from ``generator`` so that a resumed trial
+    sees the same augmentations.
+    """
+    b, _, h, w = x.shape
+    if padding > 0:
+        padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+        dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=x.device)
+        dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        x = padded[batch, channel, rows, cols]
+    flip = torch.rand((b,), generator=generator, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
 # --- loaders: each returns (train_x, train_y, test_x, test_y) on the CPU, images (N, C, H, W) ---
 
 _Splits = tuple[Tensor, Tensor, Tensor, Tensor]

@@ -12,6 +12,7 @@ Metrics are accumulated on the device and read once per epoch (no host sync per 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import tempfile
@@ -24,11 +25,13 @@ import torch
 from ray import tune
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from trainables.data import Dataset, batch_indices, load_dataset
+from trainables.data import Dataset, batch_indices, crop_flip, load_dataset
+from trainables.evaluation import run_evaluations
 from trainables.objectives import build_objective
 from trainables.objectives.base import Objective
 
 CHECKPOINT_FILE = "state.pt"
+EVALUATIONS_KEY = "evaluations"  # the final report's JSON rows for evaluations.parquet
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -64,18 +67,19 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
         seed=seed,
     )
     objective = build_objective(config, data.input_shape, data.num_classes).to(device)
-    optimizer = torch.optim.Adam(
-        objective.parameters(),
-        lr=config["lr"],
-        betas=(config["adam_beta1"], config["adam_beta2"]),
-        weight_decay=config["weight_decay"],
-    )
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["lr_decay_every"], gamma=config["lr_decay"])
+    optimizer, aux_optimizer = _optimizers(objective, config)
+    epochs = int(config["epochs"])
+    if config["lr_schedule"] == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    else:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["lr_decay_every"], gamma=config["lr_decay"])
     ema = None
     if config["ema_decay"] > 0:
         ema = AveragedModel(objective, multi_avg_fn=get_ema_multi_avg_fn(config["ema_decay"]), use_buffers=True)
     generator = torch.Generator(device=device).manual_seed(seed)
     stateful = {"objective": objective, "optimizer": optimizer, "scheduler": scheduler}
+    if aux_optimizer is not None:
+        stateful["aux_optimizer"] = aux_optimizer
     if ema is not None:
         stateful["ema"] = ema
 
@@ -84,14 +88,17 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
         with checkpoint.as_directory() as directory:
             start_epoch = load_checkpoint(Path(directory) / CHECKPOINT_FILE, config, stateful, generator)
 
-    epochs = int(config["epochs"])
     for epoch in range(start_epoch + 1, epochs + 1):
-        train_terms = _train_epoch(objective, optimizer, ema, data, config, generator, epoch)
+        objective.start_epoch(epoch)
+        train_terms = _train_epoch(objective, optimizer, aux_optimizer, ema, data, config, generator, epoch)
         scheduler.step()
-        test_metrics = _evaluate(ema.module if ema is not None else objective, data, config)
+        model = ema.module if ema is not None else objective
+        test_metrics = _evaluate(model, data, config)
         metrics = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         metrics.update({f"train/{k}": v for k, v in train_terms.items()})
         metrics.update({f"test/{k}": v for k, v in test_metrics.items()})
+        if epoch == epochs:  # the evaluation suite runs once, after training
+            metrics.update(_final_evaluations(model, data, config))
         if epoch % int(config["checkpoint_every"]) == 0 or epoch == epochs:
             with tempfile.TemporaryDirectory() as directory:
                 save_checkpoint(Path(directory) / CHECKPOINT_FILE, config, stateful, generator, epoch)
@@ -100,16 +107,36 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
             report(metrics, None)
 
 
-def _train_epoch(objective: Objective, optimizer, ema, data: Dataset, config, generator, epoch: int) -> dict[str, float]:
+def _optimizers(objective: Objective, config) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+    """Adam on the main parameters; a second Adam on the auxiliary ones (CompressAI's recipe), if any."""
+    aux = list(objective.aux_parameters())
+    aux_ids = {id(p) for p in aux}
+    main = [p for p in objective.parameters() if id(p) not in aux_ids]
+    optimizer = torch.optim.Adam(main, lr=config["lr"], betas=(config["adam_beta1"], config["adam_beta2"]),
+                                 weight_decay=config["weight_decay"])
+    aux_optimizer = torch.optim.Adam(aux, lr=config["aux_lr"]) if aux else None
+    return optimizer, aux_optimizer
+
+
+def _train_epoch(objective: Objective, optimizer, aux_optimizer, ema, data: Dataset, config, generator,
+                 epoch: int) -> dict[str, float]:
     objective.train()
     sums: dict[str, torch.Tensor] = {}
     count = 0
     for index in batch_indices(len(data.train_y), int(config["batch_size"]), generator=generator, device=data.train_y.device):
         x, y = data.train_x[index], data.train_y[index]
+        if config["augment"] == "crop_flip":
+            x = crop_flip(x, padding=int(config["crop_padding"]), generator=generator)
         terms = objective(x, y)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
+        if aux_optimizer is not None:
+            aux_loss = objective.aux_loss()
+            aux_optimizer.zero_grad(set_to_none=True)
+            aux_loss.backward()
+            aux_optimizer.step()
+            terms = {**terms, "aux_loss": aux_loss.detach()}
         if ema is not None:
             ema.update_parameters(objective)
         n = len(y)
@@ -139,6 +166,18 @@ def _evaluate(objective: Objective, data: Dataset, config) -> dict[str, float]:
             value = value.detach().float() * n
             sums[name] = sums[name] + value if name in sums else value
     return _read_means(sums, len(data.test_y))
+
+
+def _final_evaluations(model: Objective, data: Dataset, config) -> dict[str, Any]:
+    """The attacks named in the config and the objective's own post-training measurements.
+
+    Flat ``robust/*`` metrics go to Tune and MLflow; the rows for ``evaluations.parquet`` travel
+    in the same report as one JSON string (Tune keeps it in result.json; MLflow skips strings).
+    """
+    n = int(config["eval_subset"])
+    metrics, rows = run_evaluations(model, data.test_x[:n], data.test_y[:n], config)
+    rows = rows + model.final_evaluations()
+    return {**metrics, EVALUATIONS_KEY: json.dumps(rows)} if rows else metrics
 
 
 def _read_means(sums: Mapping[str, torch.Tensor], count: int) -> dict[str, float]:

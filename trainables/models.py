@@ -6,6 +6,7 @@ representation, and each objective in ``trainables/objectives`` combines them in
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -49,3 +50,106 @@ class GaussianMLPEncoder(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         mean, rho = self.net(x).split(self.latent_dim, dim=-1)
         return mean, F.softplus(rho - 5.0)
+
+
+# --- deterministic convolutional encoders (the ``dib`` objective) ---
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+"""Per-channel mean and std of the CIFAR-10 training pixels in [0, 1] (the standard values)."""
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, with ``mean`` and ``std`` kept as buffers.
+
+    Sits at the front of a model so that objectives and attacks both see pixels in [0, 1].
+    """
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise ValueError(f"mean and std need one value per channel and std > 0, got {mean!r} and {std!r}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+def pixel_normalization(channels: int) -> Normalize:
+    """CIFAR-10's statistics for 3-channel images; ``0.5 / 0.5`` (pixels to [-1, 1]) otherwise.
+
+    Greyscale datasets (MNIST, digits) share the fixed 0.5 / 0.5 rather than per-dataset
+    statistics, so a model's input scaling does not depend on which subset it was trained on.
+    """
+    if channels == 3:
+        return Normalize(CIFAR10_MEAN, CIFAR10_STD)
+    return Normalize((0.5,) * channels, (0.5,) * channels)
+
+
+RESNET_STEMS = ("cifar", "imagenet")
+
+
+class ResNet18Encoder(nn.Module):
+    """torchvision's ResNet-18 (``weights=None``) without its classifier: images -> 512-d ``h``.
+
+    ``h`` is the global-average-pooled output of the last residual stage, which ends in a ReLU, so
+    ``h >= 0``. Two stems:
+
+    - ``"cifar"``: a 3x3 stride-1 ``conv1`` and no max-pool, the usual choice for 32x32 images
+      (layer4 then sees 4x4 maps);
+    - ``"imagenet"``: torchvision's 7x7 stride-2 ``conv1`` and 3x3 max-pool, as in the reference
+      code of Zhang et al. (layer4 sees 1x1 maps on 32x32 inputs).
+
+    ``conv1`` takes ``in_channels`` inputs (1 for MNIST).
+
+    Shape: input ``(B, in_channels, H, W)``; returns ``(B, 512)``.
+    """
+
+    feature_dim = 512
+
+    def __init__(self, in_channels: int = 3, stem: str = "cifar"):
+        super().__init__()
+        from torchvision.models import resnet18  # here, so the MLP-only objectives never import torchvision
+
+        if stem not in RESNET_STEMS:
+            raise ValueError(f"stem must be one of {', '.join(RESNET_STEMS)}, got {stem!r}")
+        backbone = resnet18(weights=None)
+        if stem == "cifar":
+            backbone.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            backbone.maxpool = nn.Identity()
+        elif in_channels != 3:
+            backbone.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        backbone.fc = nn.Identity()  # forward() now ends at flatten(avgpool(layer4(...)))
+        self.backbone = backbone
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.backbone(x)
+
+
+class SmallConvEncoder(nn.Module):
+    """A three-layer conv net for 8x8 digits: images -> ``feature_dim``-d ``h >= 0``.
+
+    ``[Conv3x3 -> ReLU]`` with 32, 64 and ``feature_dim`` channels (the second with stride 2), then
+    global average pooling. Works on any input size. No BatchNorm, so train and eval mode compute
+    the same function; under ``dib``'s rounding, BatchNorm's batch vs running statistics move
+    features across the rounding thresholds. Measured on 200 digits, feature_dim 32, beta 8 vs 0,
+    100 Adam steps (lr 5e-3, the first 30 cross-entropy only), 3 seeds: with BatchNorm, beta 8 ended
+    with twice the active dimensions of beta 0 and 0.15-0.30 test accuracy; without, 3-5 active
+    dimensions against 23-30, a third of the rate, and 0.66-0.71 test accuracy.
+
+    Shape: input ``(B, in_channels, H, W)``; returns ``(B, feature_dim)``.
+    """
+
+    def __init__(self, in_channels: int = 1, feature_dim: int = 64):
+        super().__init__()
+        if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
+            raise ValueError(f"feature_dim must be an int >= 1, got {feature_dim!r}")
+        layers: list[nn.Module] = []
+        for width_in, width_out, stride in ((in_channels, 32, 1), (32, 64, 2), (64, feature_dim, 1)):
+            layers += [nn.Conv2d(width_in, width_out, 3, stride=stride, padding=1), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.feature_dim = feature_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)

@@ -5,6 +5,17 @@ dict of named 0-d tensors (batch means), one of them ``loss``, which the harness
 the others are logged as ``train/<name>``. ``evaluate(x, y)`` returns batch means of the
 evaluation metrics (logged as ``test/<name>``). The harness owns the loop, the optimiser steps,
 EMA, reporting and checkpoints; an objective never steps an optimiser.
+
+Optional hooks, with defaults that do nothing:
+
+- ``logits(x)``: class logits of pixels in [0, 1], differentiable in ``x`` — what the attacks
+  of ``trainables.evaluation`` differentiate (one sample for a stochastic encoder; the attack
+  averages gradients over samples).
+- ``aux_parameters()`` / ``aux_loss()``: parameters trained only by an auxiliary loss with their
+  own optimiser (CompressAI's entropy-model quantiles); the main optimiser never sees them.
+- ``start_epoch(epoch)``: called before each training epoch (1-based), e.g. for warm-up.
+- ``final_evaluations()``: rows for ``evaluations.parquet`` computed once after training (e.g.
+  the classifier's singular values), each ``{"evaluation", "metric", "value", ...}``.
 """
 
 from __future__ import annotations
@@ -41,3 +52,19 @@ class Objective(nn.Module):
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Evaluation metrics for one batch (0-d tensors, batch means); called in eval mode."""
         raise NotImplementedError
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits, differentiable in ``x``; objectives without a classifier do not define it."""
+        raise NotImplementedError(f"objective {self.name!r} has no classifier to attack")
+
+    def aux_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def aux_loss(self) -> torch.Tensor | None:
+        return None
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before training epoch ``epoch`` (1-based)."""
+
+    def final_evaluations(self) -> list[dict[str, Any]]:
+        return []

@@ -68,6 +68,11 @@ class VariationalInformationBottleneck(Objective):
         kl = gaussian_kl_standard_normal(mean, std).mean()
         return {"loss": ce + self.beta * kl, "ce": ce.detach(), "rate_bits": nats_to_bits(kl.detach())}
 
+    def logits(self, x: Tensor) -> Tensor:
+        """One posterior sample's logits; attacks average their gradients over calls (EOT)."""
+        mean, std = self.encoder(x)
+        return self.decoder(mean + std * torch.randn_like(std))
+
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         mean, std = self.encoder(x)
