@@ -112,7 +112,7 @@ def _metrics(row: Mapping[str, Any]) -> dict[str, float]:
     for key, value in row.items():
         if key.startswith("config/") or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        if "/" in key or key in ("lr", "time_total_s"):
+        if "/" in key or key in ("lr", "time_total_s", "time_this_iter_s"):
             out[key] = float(value)
     return out
 

@@ -40,6 +40,15 @@ def digits_classifier():
     return model.eval(), x[test], y[test]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one thread is faster, and kinder to a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def digits():
     return digits_classifier()
@@ -335,7 +344,7 @@ def test_run_evaluations_end_to_end(digits):
     assert set(metrics) == {
         "robust/clean_acc", "robust/fgsm_acc_eps0.02", "robust/fgsm_acc_eps0.05", "robust/fgsm_acc_eps0.1",
         "robust/pgd3_acc", "robust/pgd10_acc", "robust/cw_l2_acc_eps0.5", "robust/cw_l2_acc_eps1",
-        "robust/cw_l2_median_norm", "robust/masking_violations", "robust/masking_tolerance",
+        "robust/cw_l2_median_norm", "robust/masking_checks", "robust/masking_violations", "robust/masking_tolerance",
         *(f"robust/masking_{check}" for check in checks)}
     assert all(isinstance(value, float) for value in metrics.values())
     assert metrics["robust/masking_tolerance"] == pytest.approx(1 / len(y))
@@ -361,6 +370,16 @@ def test_run_evaluations_under_inference_mode(digits):
     with torch.inference_mode():
         xi, yi = x.clone(), y.clone()
         assert run_evaluations(TinyObjective(model), xi, yi, config)[0] == expected
+
+
+def test_run_evaluations_cw_only_has_no_checks(digits):
+    model, x, y = digits
+    metrics, rows = run_evaluations(TinyObjective(model), x, y, {**CONFIG, "evaluations": "cw_l2"})
+    assert metrics["robust/masking_checks"] == 0.0 and metrics["robust/masking_violations"] == 0.0
+    assert {r["evaluation"] for r in rows} == {"clean", "cw_l2"}
+    norms_median = metrics["robust/cw_l2_median_norm"]
+    # the median norm is where CW accuracy crosses one half
+    assert metrics["robust/cw_l2_acc_eps0.5"] >= 0.5 if norms_median > 0.5 else metrics["robust/cw_l2_acc_eps0.5"] <= 0.5
 
 
 def test_run_evaluations_with_nothing_to_run(digits):

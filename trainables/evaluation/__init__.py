@@ -115,12 +115,12 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
     tolerance = (1 + 2 * flip_count) / n
     checks = masking_checks({e: values[m] for e, m in fgsm_names.items()}, {k: values[m] for k, m in pgd_names.items()},
                             s.get("pgd_epsilon", math.nan), tolerance, clean_acc=values["robust/clean_acc"])
-    if checks:
-        rows.extend(checks)
-        for check in checks:
-            metrics[f"robust/masking_{check['metric']}"] = check["value"]
-        metrics["robust/masking_violations"] = float(sum(check["value"] for check in checks))
-        metrics["robust/masking_tolerance"] = tolerance
+    rows.extend(checks)
+    for check in checks:
+        metrics[f"robust/masking_{check['metric']}"] = check["value"]
+    metrics["robust/masking_checks"] = float(len(checks))
+    metrics["robust/masking_violations"] = float(sum(check["value"] for check in checks))
+    metrics["robust/masking_tolerance"] = tolerance
     return metrics, rows
 
 

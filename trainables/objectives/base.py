@@ -20,6 +20,7 @@ Optional hooks, with defaults that do nothing:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,3 +69,26 @@ class Objective(nn.Module):
 
     def final_evaluations(self) -> list[dict[str, Any]]:
         return []
+
+
+# ---- config readers: each objective validates its own keys, naming the key and what is accepted ----
+
+def nonnegative_float(config: Mapping[str, Any], key: str, objective: str) -> float:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{objective}: {key} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def integer(config: Mapping[str, Any], key: str, objective: str, *, minimum: int) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{objective}: {key} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def choice(config: Mapping[str, Any], key: str, objective: str, accepted: tuple[str, ...]) -> str:
+    value = config[key]
+    if value not in accepted:
+        raise ValueError(f"{objective}: {key} must be one of {', '.join(accepted)}, got {value!r}")
+    return value

@@ -50,7 +50,6 @@ with the ImageNet stem, hyperprior, Adam lr 5e-3, weight decay 1e-4, cosine sche
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,7 +60,7 @@ from torch.nn import functional as F
 from trainables.entropy_models import ENTROPY_MODELS, build_entropy_model
 from trainables.models import RESNET_STEMS, ResNet18Encoder, SmallConvEncoder, pixel_normalization
 from trainables.objectives import register_objective
-from trainables.objectives.base import Objective
+from trainables.objectives.base import Objective, choice, integer, nonnegative_float
 
 ENCODERS = ("resnet18", "small_conv")
 
@@ -84,12 +83,12 @@ class DeterministicInformationBottleneck(Objective):
 
     def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
         super().__init__(config, input_shape, num_classes)
-        self.beta = _non_negative_float(config, "beta")
-        self.warmup_epochs = _non_negative_int(config, "warmup_epochs")
-        encoder = _choice(config, "encoder", ENCODERS)
-        stem = _choice(config, "stem", RESNET_STEMS)
-        feature_dim = _positive_int(config, "feature_dim")
-        entropy_model = _choice(config, "entropy_model", ENTROPY_MODELS)
+        self.beta = nonnegative_float(config, "beta", "dib")
+        self.warmup_epochs = integer(config, "warmup_epochs", "dib", minimum=0)
+        encoder = choice(config, "encoder", "dib", ENCODERS)
+        stem = choice(config, "stem", "dib", RESNET_STEMS)
+        feature_dim = integer(config, "feature_dim", "dib", minimum=1)
+        entropy_model = choice(config, "entropy_model", "dib", ENTROPY_MODELS)
 
         in_channels = self.input_shape[0]
         self.normalize = pixel_normalization(in_channels)
@@ -159,30 +158,3 @@ class DeterministicInformationBottleneck(Objective):
             for i, value in enumerate(singular_values)
         ]
 
-
-def _non_negative_float(config: Mapping[str, Any], key: str) -> float:
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"dib: {key} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _non_negative_int(config: Mapping[str, Any], key: str) -> int:
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"dib: {key} must be an int >= 0, got {value!r}")
-    return value
-
-
-def _positive_int(config: Mapping[str, Any], key: str) -> int:
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"dib: {key} must be an int >= 1, got {value!r}")
-    return value
-
-
-def _choice(config: Mapping[str, Any], key: str, accepted: tuple[str, ...]) -> str:
-    value = config[key]
-    if value not in accepted:
-        raise ValueError(f"dib: {key} must be one of {', '.join(accepted)}, got {value!r}")
-    return value

@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from trainables.estimators import gaussian_kl_standard_normal, nats_to_bits
 from trainables.models import GaussianMLPEncoder
 from trainables.objectives import register_objective
-from trainables.objectives.base import Objective
+from trainables.objectives.base import Objective, integer, nonnegative_float
 
 
 @register_objective("vib")
@@ -54,10 +54,10 @@ class VariationalInformationBottleneck(Objective):
 
     def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
         super().__init__(config, input_shape, num_classes)
-        self.beta = _non_negative_float(config, "beta")
-        latent_dim = _positive_int(config, "latent_dim")
-        hidden_dim = _positive_int(config, "hidden_dim")
-        self.eval_samples = _positive_int(config, "eval_samples")
+        self.beta = nonnegative_float(config, "beta", "vib")
+        latent_dim = integer(config, "latent_dim", "vib", minimum=1)
+        hidden_dim = integer(config, "hidden_dim", "vib", minimum=1)
+        self.eval_samples = integer(config, "eval_samples", "vib", minimum=1)
         self.encoder = GaussianMLPEncoder(math.prod(self.input_shape), hidden_dim, latent_dim)
         self.decoder = nn.Linear(latent_dim, self.num_classes)
 
@@ -89,16 +89,3 @@ class VariationalInformationBottleneck(Objective):
             "izy_bits": math.log2(self.num_classes) - nats_to_bits(ce),
         }
 
-
-def _non_negative_float(config: Mapping[str, Any], key: str) -> float:
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"vib: {key} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _positive_int(config: Mapping[str, Any], key: str) -> int:
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"vib: {key} must be an int >= 1, got {value!r}")
-    return value
