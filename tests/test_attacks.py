@@ -59,7 +59,8 @@ def art_classifier(digits):
     from art.estimators.classification import PyTorchClassifier
 
     model, _, _ = digits
-    return PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=(64,), nb_classes=10, clip_values=(0.0, 1.0))
+    return PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=(64,), nb_classes=10,
+                             clip_values=(0.0, 1.0))
 
 
 def _correct(classifier, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -99,7 +100,8 @@ def test_fgsm_matches_art(digits, art_classifier, epsilon):
     from art.attacks.evasion import FastGradientMethod
 
     model, x, y = digits
-    reference = FastGradientMethod(art_classifier, norm=np.inf, eps=epsilon, batch_size=1000).generate(x.numpy(), y.numpy())
+    attack = FastGradientMethod(art_classifier, norm=np.inf, eps=epsilon, batch_size=1000)
+    reference = attack.generate(x.numpy(), y.numpy())
     ours = fgsm(model, x, y, epsilon)
     assert np.abs(ours.numpy() - reference).max() <= 1e-6
     assert ((predict(model, ours) == y).numpy() == _correct(art_classifier, reference, y.numpy())).all()
@@ -144,8 +146,10 @@ def test_pgd_with_random_start_agrees_with_art(digits, art_classifier):
 
 def test_pgd_one_run_gives_every_step_count_and_is_monotone(digits):
     model, x, y = digits
-    every = pgd(model, x, y, epsilon=PGD_EPSILON, step=PGD_STEP, steps=range(1, 11), generator=torch.Generator().manual_seed(3))
-    two = pgd(model, x, y, epsilon=PGD_EPSILON, step=PGD_STEP, steps=[10, 3], generator=torch.Generator().manual_seed(3))
+    every = pgd(model, x, y, epsilon=PGD_EPSILON, step=PGD_STEP, steps=range(1, 11),
+                generator=torch.Generator().manual_seed(3))
+    two = pgd(model, x, y, epsilon=PGD_EPSILON, step=PGD_STEP, steps=[10, 3],
+              generator=torch.Generator().manual_seed(3))
     assert sorted(two) == [3, 10]
     assert torch.equal(two[3], every[3]) and torch.equal(two[10], every[10])
     clean = predict(model, x) == y
@@ -377,9 +381,9 @@ def test_run_evaluations_cw_only_has_no_checks(digits):
     metrics, rows = run_evaluations(TinyObjective(model), x, y, {**CONFIG, "evaluations": "cw_l2"})
     assert metrics["robust/masking_checks"] == 0.0 and metrics["robust/masking_violations"] == 0.0
     assert {r["evaluation"] for r in rows} == {"clean", "cw_l2"}
-    norms_median = metrics["robust/cw_l2_median_norm"]
     # the median norm is where CW accuracy crosses one half
-    assert metrics["robust/cw_l2_acc_eps0.5"] >= 0.5 if norms_median > 0.5 else metrics["robust/cw_l2_acc_eps0.5"] <= 0.5
+    median, accuracy = metrics["robust/cw_l2_median_norm"], metrics["robust/cw_l2_acc_eps0.5"]
+    assert accuracy >= 0.5 if median > 0.5 else accuracy <= 0.5
 
 
 def test_run_evaluations_with_nothing_to_run(digits):

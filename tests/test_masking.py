@@ -52,6 +52,12 @@ def test_pgd_above_fgsm_at_the_same_epsilon_is_flagged():
     assert row["steps"] == 20  # the strongest PGD is the one compared
 
 
+def test_same_epsilon_as_written_in_the_metric_names():
+    """The default FGSM list writes 8/255 as 0.03137 (2.5e-6 away): still PGD's epsilon; 0.0314 is not."""
+    assert "pgd_not_weaker_than_fgsm" in flags(masking_checks({0.03137: 0.3}, {20: 0.5}, 8 / 255, TOLERANCE))
+    assert "pgd_not_weaker_than_fgsm" not in flags(masking_checks({0.0314: 0.3}, {20: 0.5}, 8 / 255, TOLERANCE))
+
+
 def test_fgsm_that_never_lowers_accuracy_is_flagged():
     rows = masking_checks({0.01: 0.9, 0.1: 0.9}, {}, 0.1, TOLERANCE, clean_acc=0.9)
     assert flags(rows) == {"fgsm_monotone_in_epsilon": 0.0, "fgsm_decreases_with_epsilon": 1.0}

@@ -41,6 +41,18 @@ def test_smoke_sweep_lands_everywhere(name, workspace, ray_session, capsys):
         row = final[final["trial_id"] == child.data.tags["ib.trial_id"]].iloc[0]
         assert child.data.metrics[spec.metric] == pytest.approx(row[spec.metric])
 
+    if spec.evaluations:  # the attacks ran after the last epoch of every trial and landed everywhere
+        import pyarrow.parquet as pq
+
+        evaluations = pq.read_table(run_dir / "evaluations.parquet").to_pandas()
+        assert set(evaluations["trial_id"]) == set(final["trial_id"])
+        assert set(spec.evaluations) <= set(evaluations["evaluation"])
+        assert {"clean", "masking"} <= set(evaluations["evaluation"])
+        for child in children:
+            assert "robust/clean_acc" in child.data.metrics and "robust/masking_violations" in child.data.metrics
+    else:
+        assert not (run_dir / "evaluations.parquet").exists()
+
     reports = run_dir / "reports"
     for file in ("report.md", "report.html", "accuracy_vs_beta.png", "rate_vs_beta.png"):
         assert (reports / file).stat().st_size > 0, file

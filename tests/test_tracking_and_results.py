@@ -56,6 +56,18 @@ def test_a_callback_that_lost_its_state_continues_the_same_runs(tmp_path):
     assert t1.data.params["beta"] == "0.1"
 
 
+def test_a_violated_masking_check_tags_the_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trials = [_trial("t1", 0.1), _trial("t2", 1.0)]
+    callback = _callback(uri)
+    callback.setup()
+    callback.on_trial_result(0, trials, trials[0], {**_result(3, 0.5), "robust/masking_violations": 2.0})
+    callback.on_trial_result(0, trials, trials[1], {**_result(3, 0.5), "robust/masking_violations": 0.0})
+    _, children = mlflow_runs(uri, "exp")
+    tags = {c.data.tags["ib.trial_id"]: c.data.tags.get("gradient_masking") for c in children}
+    assert tags == {"t1": "suspected: 2 check(s) violated", "t2": None}
+
+
 def test_saved_state_round_trips(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     trials = [_trial("t1", 0.1)]

@@ -22,6 +22,8 @@ FLAG = "⚠"  # marks a robustness cell whose trials include one that failed a c
 # What each check asserts, for the reader; a check the suite adds later is shown by name only.
 CHECKS = {
     "fgsm_monotone_in_epsilon": "FGSM accuracy does not rise as epsilon grows",
+    "fgsm_decreases_with_epsilon": "FGSM at the largest epsilon lowers accuracy below clean accuracy "
+    "(a model with zero input gradients fails only this check)",
     "pgd_monotone_in_steps": "PGD accuracy does not rise with more steps",
     "pgd_not_weaker_than_fgsm": "PGD accuracy is not above FGSM accuracy at the same epsilon",
 }

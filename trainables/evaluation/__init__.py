@@ -22,7 +22,8 @@ from trainables.evaluation.masking import masking_checks
 EVALUATIONS = ("fgsm", "pgd", "cw_l2")
 
 
-def run_evaluations(objective, x: Tensor, y: Tensor, config: Mapping[str, Any]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+def run_evaluations(objective, x: Tensor, y: Tensor,
+                    config: Mapping[str, Any]) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Run the attacks named in ``config["evaluations"]`` on ``(x, y)``.
 
     Args:
@@ -126,7 +127,8 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
 
 def _evaluation_names(value: Any) -> list[str]:
     if not isinstance(value, str):
-        raise ValueError(f"evaluations must be a comma-separated string of names from {list(EVALUATIONS)}, got {value!r}")
+        raise ValueError(f"evaluations must be a comma-separated string of names from {list(EVALUATIONS)}, "
+                         f"got {value!r}")
     names = []
     for name in (part.strip() for part in value.split(",")):
         if not name:

@@ -123,9 +123,10 @@ def pgd(logits_fn: LogitsFn, x: Tensor, y: Tensor, *, epsilon: float, step: floa
     _check_epsilon(epsilon, "epsilon")
     if not step > 0:
         raise ValueError(f"pgd: step must be > 0, got {step!r}")
-    wanted = sorted({int(k) for k in steps})
-    if not wanted or wanted[0] < 1 or any(isinstance(k, bool) or int(k) != k for k in steps):
-        raise ValueError(f"pgd: steps must be a non-empty list of ints >= 1, got {list(steps)!r}")
+    steps = list(steps)
+    if not steps or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in steps):
+        raise ValueError(f"pgd: steps must be a non-empty list of ints >= 1, got {steps!r}")
+    wanted = sorted(set(steps))
     if random_start and generator is None:
         raise ValueError("pgd: random_start needs a torch.Generator")
     parts: dict[int, list[Tensor]] = {k: [] for k in wanted}

@@ -19,7 +19,8 @@ Checks (rows with ``evaluation="masking"``, ``metric=<name>``, value 1.0 when vi
   worst-case-over-iterates convention of :func:`trainables.evaluation.attacks.pgd` it holds by
   construction within one run; it guards accuracies merged from runs or conventions.
 - ``pgd_not_weaker_than_fgsm``: PGD with the most steps must not leave accuracy higher than FGSM
-  at the same epsilon (an FGSM epsilon within 1e-6 of ``pgd_epsilon``).
+  at the same epsilon: an FGSM epsilon within 1e-6 of ``pgd_epsilon``, or equal to it in the 4
+  significant digits of the metric names (``0.03137`` is 8/255).
 
 A check whose inputs were not measured is skipped (no row).
 """
@@ -29,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-SAME_EPSILON = 1e-6  # an FGSM epsilon this close to pgd_epsilon is "the same epsilon"
+SAME_EPSILON = 1e-6  # an FGSM epsilon this close to pgd_epsilon is "the same epsilon" (or one printed the same)
 _FLOAT_SLACK = 1e-9  # accuracies are k/n: a rise of exactly the tolerance must not count as more
 
 CHECKS = ("fgsm_monotone_in_epsilon", "fgsm_decreases_with_epsilon", "pgd_monotone_in_steps",
@@ -68,7 +69,7 @@ def masking_checks(fgsm_acc: Mapping[float, float], pgd_acc: Mapping[int, float]
     if len(pgd_acc) >= 2:
         rows.append(_row("pgd_monotone_in_steps", _rises({int(k): float(a) for k, a in pgd_acc.items()}, tolerance),
                          float(pgd_epsilon), None))
-    same = [e for e in fgsm_acc if abs(e - pgd_epsilon) <= SAME_EPSILON]
+    same = [e for e in fgsm_acc if abs(e - pgd_epsilon) <= SAME_EPSILON or f"{e:.4g}" == f"{pgd_epsilon:.4g}"]
     if same and pgd_acc:
         most = max(pgd_acc)
         violated = pgd_acc[most] > fgsm_acc[same[0]] + tolerance + _FLOAT_SLACK
