@@ -36,6 +36,7 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
     "checkpoint_every": 1,  # epochs between checkpoints (the last epoch is always checkpointed)
     "train_subset": 0,  # keep this many training examples, class-stratified (0 = all)
     "test_subset": 0,  # keep this many test examples, class-stratified (0 = all)
+    "batch_sampler": "random",  # "random" (a permutation) or "class_balanced" (every class in every batch)
     "lr_schedule": "step",  # "step" (lr_decay every lr_decay_every epochs) or "cosine" (to 0 over all epochs)
     "augment": "none",  # "none" or "crop_flip": random crop after zero padding, and horizontal flip, on the device
     "crop_padding": 4,  # pixels of zero padding before the random crop
@@ -58,7 +59,8 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
 POSITIVE = {"epochs", "batch_size", "eval_batch_size", "lr", "lr_decay_every", "checkpoint_every", "aux_lr",
             "eval_subset", "pgd_step", "cw_steps", "cw_lr", "eot_samples"}
 NONNEGATIVE = {"seed", "weight_decay", "train_subset", "test_subset", "crop_padding", "pgd_epsilon", "cw_c"}
-CHOICES = {"lr_schedule": ("step", "cosine"), "augment": ("none", "crop_flip")}
+CHOICES = {"lr_schedule": ("step", "cosine"), "augment": ("none", "crop_flip"),
+           "batch_sampler": ("random", "class_balanced")}
 # Comma-separated lists in string keys, and what each element must be.
 LISTS = {"evaluations": ("fgsm", "pgd", "cw_l2"), "fgsm_epsilons": float, "pgd_steps": int, "cw_l2_epsilons": float}
 UNIT_INTERVAL_OPEN = {"adam_beta1", "adam_beta2", "ema_decay"}  # in [0, 1)

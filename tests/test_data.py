@@ -219,3 +219,18 @@ def test_crop_flip_matches_a_per_example_reference():
     assert 16 < flipped < 48  # about half are flipped
     unpadded = crop_flip(x, padding=0, generator=torch.Generator().manual_seed(1))
     assert all(torch.equal(u, v) or torch.equal(u, v.flip(-1)) for u, v in zip(unpadded, x))
+
+
+def test_class_balanced_batches_hold_every_class_equally():
+    from trainables.data import class_balanced_batch_indices
+
+    data = load_dataset("digits", data_dir="unused", device="cpu")
+    batches = class_balanced_batch_indices(data.train_y, 100, generator=torch.Generator().manual_seed(0))
+    assert len(batches) == len(data.train_y) // 100
+    for index in batches:
+        counts = torch.bincount(data.train_y[index], minlength=10)
+        assert counts.tolist() == [10] * 10 and len(torch.unique(index)) == 100
+    again = class_balanced_batch_indices(data.train_y, 100, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    with pytest.raises(ValueError, match="batch_size 15"):
+        class_balanced_batch_indices(data.train_y, 15, generator=torch.Generator())

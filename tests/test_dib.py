@@ -219,7 +219,8 @@ def test_evaluate_logits_and_spectrum(batch):
 
     for feature_dim, expected in ((8, 8), (16, 10)):  # min(num_classes, C) singular values
         dib = make_dib(feature_dim=feature_dim)
-        rows = dib.final_evaluations()
+        metrics, rows = dib.final_evaluations(None)
+        assert metrics == {}
         values = [row["value"] for row in rows]
         assert len(rows) == expected and values == sorted(values, reverse=True)
         torch.testing.assert_close(torch.tensor(values), torch.linalg.svdvals(dib.classifier.weight.detach()))

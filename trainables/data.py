@@ -112,6 +112,30 @@ def batch_indices(
     return list(order.split(batch_size))
 
 
+def class_balanced_batch_indices(labels: Tensor, batch_size: int, *, generator: torch.Generator) -> list[Tensor]:
+    """One epoch of batches holding ``batch_size // classes`` examples of every class.
+
+    For estimators computed per class within a batch (the k-NN H[Z|Y] of ``knn_ib``), every class
+    needs several points in every batch. Each class is shuffled (``generator``) and cycled if it is
+    smaller than the others; an epoch has ``len(labels) // batch_size`` batches, so it sees about as
+    many examples as a plain epoch. Requires ``batch_size >= 2 * classes``.
+    """
+    classes = torch.unique(labels)
+    per_class = batch_size // len(classes)
+    if per_class < 2:
+        raise ValueError(f"batch_size {batch_size}: class-balanced batches need >= 2 examples of each of "
+                         f"{len(classes)} classes, so batch_size >= {2 * len(classes)}")
+    num_batches = max(1, len(labels) // batch_size)
+    columns = []
+    for c in classes:
+        members = torch.nonzero(labels == c).flatten()
+        needed = num_batches * per_class
+        order = torch.cat([members[torch.randperm(len(members), generator=generator, device=labels.device)]
+                           for _ in range(-(-needed // len(members)))])
+        columns.append(order[:needed].view(num_batches, per_class))
+    return list(torch.cat(columns, dim=1))
+
+
 def crop_flip(x: Tensor, *, padding: int, generator: torch.Generator) -> Tensor:
     """Random crop after zero padding, then a random horizontal flip, batched on ``x``'s device.
 

@@ -25,7 +25,7 @@ import torch
 from ray import tune
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from trainables.data import Dataset, batch_indices, crop_flip, load_dataset
+from trainables.data import Dataset, batch_indices, class_balanced_batch_indices, crop_flip, load_dataset
 from trainables.evaluation import run_evaluations
 from trainables.objectives import build_objective
 from trainables.objectives.base import Objective
@@ -97,6 +97,7 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
         metrics = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         metrics.update({f"train/{k}": v for k, v in train_terms.items()})
         metrics.update({f"test/{k}": v for k, v in test_metrics.items()})
+        metrics.update(_epoch_metrics(model, data, epoch))
         if epoch == epochs:  # the evaluation suite runs once, after training
             metrics.update(_final_evaluations(model, data, config))
         if epoch % int(config["checkpoint_every"]) == 0 or epoch == epochs:
@@ -123,7 +124,12 @@ def _train_epoch(objective: Objective, optimizer, aux_optimizer, ema, data: Data
     objective.train()
     sums: dict[str, torch.Tensor] = {}
     count = 0
-    for index in batch_indices(len(data.train_y), int(config["batch_size"]), generator=generator, device=data.train_y.device):
+    if config["batch_sampler"] == "class_balanced":
+        batches = class_balanced_batch_indices(data.train_y, int(config["batch_size"]), generator=generator)
+    else:
+        batches = batch_indices(len(data.train_y), int(config["batch_size"]), generator=generator,
+                                device=data.train_y.device)
+    for index in batches:
         x, y = data.train_x[index], data.train_y[index]
         if config["augment"] == "crop_flip":
             x = crop_flip(x, padding=int(config["crop_padding"]), generator=generator)
@@ -176,8 +182,21 @@ def _final_evaluations(model: Objective, data: Dataset, config) -> dict[str, Any
     """
     n = int(config["eval_subset"])
     metrics, rows = run_evaluations(model, data.test_x[:n], data.test_y[:n], config)
-    rows = rows + model.final_evaluations()
+    was_training = model.training
+    model.eval()
+    own_metrics, own_rows = model.final_evaluations(data)
+    model.train(was_training)
+    metrics, rows = {**metrics, **own_metrics}, rows + own_rows
     return {**metrics, EVALUATIONS_KEY: json.dumps(rows)} if rows else metrics
+
+
+def _epoch_metrics(model: Objective, data: Dataset, epoch: int) -> dict[str, float]:
+    """The objective's own per-epoch measurements (probes, conditioning), in eval mode."""
+    was_training = model.training
+    model.eval()
+    metrics = model.epoch_metrics(data, epoch)
+    model.train(was_training)
+    return metrics
 
 
 def _read_means(sums: Mapping[str, torch.Tensor], count: int) -> dict[str, float]:

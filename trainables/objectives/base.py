@@ -14,8 +14,11 @@ Optional hooks, with defaults that do nothing:
 - ``aux_parameters()`` / ``aux_loss()``: parameters trained only by an auxiliary loss with their
   own optimiser (CompressAI's entropy-model quantiles); the main optimiser never sees them.
 - ``start_epoch(epoch)``: called before each training epoch (1-based), e.g. for warm-up.
-- ``final_evaluations()``: rows for ``evaluations.parquet`` computed once after training (e.g.
-  the classifier's singular values), each ``{"evaluation", "metric", "value", ...}``.
+- ``epoch_metrics(data, epoch)``: extra metrics measured after an epoch on the data (a dict of
+  floats named ``split/name``, e.g. a linear probe's ``probe/test_acc``), called in eval mode.
+- ``final_evaluations(data)``: after training, ``(metrics, rows)``: flat metrics for the last
+  report and rows for ``evaluations.parquet``, each ``{"evaluation", "metric", "value", ...}``
+  (e.g. the classifier's singular values, or decoders fitted on the frozen encoder).
 """
 
 from __future__ import annotations
@@ -67,8 +70,13 @@ class Objective(nn.Module):
     def start_epoch(self, epoch: int) -> None:
         """Called before training epoch ``epoch`` (1-based)."""
 
-    def final_evaluations(self) -> list[dict[str, Any]]:
-        return []
+    def epoch_metrics(self, data: Any, epoch: int) -> dict[str, float]:
+        """Extra per-epoch metrics (``data`` is a ``trainables.data.Dataset``); none by default."""
+        return {}
+
+    def final_evaluations(self, data: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        """Post-training metrics and ``evaluations.parquet`` rows; none by default."""
+        return {}, []
 
 
 # ---- config readers: each objective validates its own keys, naming the key and what is accepted ----

@@ -149,10 +149,10 @@ class DeterministicInformationBottleneck(Objective):
     def aux_loss(self) -> Tensor:
         return self.entropy_model.aux_loss()
 
-    def final_evaluations(self) -> list[dict[str, Any]]:
+    def final_evaluations(self, data: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
         """Singular values of the classifier's weight, largest first (the paper's Fig. 5, right)."""
         singular_values = torch.linalg.svdvals(self.classifier.weight.detach().float()).tolist()
-        return [
+        return {}, [
             {"evaluation": "spectrum", "metric": "singular_value", "norm": "", "epsilon": None, "steps": None,
              "index": i, "value": value}
             for i, value in enumerate(singular_values)
