@@ -14,6 +14,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -107,6 +108,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if cpus == 0 and gpus == 0:
         raise ValueError("--cpus-per-trial 0 with no GPU: a trial needs at least one of them")
     storage = Path(args.storage).expanduser().resolve()
+    check_writable(storage, "--storage")
     if args.resume:
         run_name = find_resumable(storage, spec, args.search)
     else:
@@ -124,6 +126,20 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return Plan(spec, options, resolve_tracking_uri(args.tracking_uri), args.resume, args.address)
 
 
+def check_writable(directory: Path, flag: str) -> None:
+    """ValueError unless ``directory`` exists and takes a file, or can be created where it would go."""
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    try:  # a real write: permission bits say nothing for root or read-only file systems
+        if not existing.is_dir():
+            raise NotADirectoryError(existing)
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError:
+        raise ValueError(f"{flag} {directory}: {existing} is not a writable directory") from None
+
+
 def find_resumable(storage: Path, spec: SweepSpec, search: str) -> str:
     """The newest run of this sweep without final results; refuse it if the spec changed."""
     candidates = sorted(
@@ -134,15 +150,23 @@ def find_resumable(storage: Path, spec: SweepSpec, search: str) -> str:
         raise ValueError(f"--resume: no unfinished run of sweep {spec.name!r} under {storage}")
     run_dir = candidates[-1]
     saved = json.loads((run_dir / SWEEP_FILE).read_text())
-    current = spec.to_dict()
-    if saved["spec"] != current or saved.get("search") != search:
-        diff = [k for k in sorted(set(saved["spec"]) | set(current)) if saved["spec"].get(k) != current.get(k)]
-        if saved.get("search") != search:
-            diff.append("search")
-        details = "; ".join(f"{k}: was {saved['spec'].get(k, saved.get(k))!r}, now {current.get(k, search)!r}" for k in diff)
-        raise ValueError(f"--resume: {run_dir.name} was started with another spec ({details}); "
+    differences = spec_differences({**saved["spec"], "search": saved.get("search")}, {**spec.to_dict(), "search": search})
+    if differences:
+        raise ValueError(f"--resume: {run_dir.name} was started with another spec ({'; '.join(differences)}); "
                          "rerun with the same options, or start a new sweep without --resume")
     return run_dir.name
+
+
+def spec_differences(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """``field: was X, now Y`` for every field (nested one level into dicts) that differs."""
+    out = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key, "absent"), after.get(key, "absent")
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += spec_differences(old, new, prefix=f"{prefix}{key}.")
+        elif old != new:
+            out.append(f"{prefix}{key}: was {old!r}, now {new!r}")
+    return out
 
 
 # ---- output ------------------------------------------------------------------------------

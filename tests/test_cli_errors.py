@@ -25,15 +25,18 @@ CASES = [
     (["vib_digits", "--search", "optuna"], "--search optuna needs --trials N"),
     (["vib_digits", "--resume"], "--resume: no unfinished run of sweep 'vib_digits'"),
     ([], "name a sweep to run"),
+    (["vib_digits", "--storage", "/proc/ray_results"], "--storage /proc/ray_results: /proc is not a writable directory"),
+    (["vib_digits", "--storage", "/etc/hostname/x"], "--storage /etc/hostname/x: /etc/hostname is not a writable directory"),
 ]
 
 
 @pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(c[0]) or "no-name" for c in CASES])
 def test_bad_input_is_one_line_and_exit_2(argv, message, workspace):
     args = workspace.args(*argv)
-    if "--tracking-uri" in argv:  # the case's own URI wins over the workspace's
-        i = args.index("--tracking-uri", len(argv))
-        del args[i : i + 2]
+    for flag in ("--tracking-uri", "--storage"):  # the case's own value wins over the workspace's
+        if flag in argv:
+            i = args.index(flag, len(argv))
+            del args[i : i + 2]
     done = subprocess.run([sys.executable, "-m", "orchestrator.sweep", *args], capture_output=True, text=True,
                           timeout=120, cwd=workspace.root)
     lines = [line for line in done.stderr.splitlines() if line.strip() and "mlflow.store.db.utils" not in line]

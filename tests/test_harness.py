@@ -11,7 +11,7 @@ import torch
 from ray.tune import Checkpoint
 
 from search_spaces import get_sweep
-from trainables.harness import (CHECKPOINT_FILE, CheckpointMismatchError, NonFiniteLossError, run_trial)
+from trainables.harness import CHECKPOINT_FILE, CheckpointMismatchError, NonFiniteLossError, run_trial
 from trainables.objectives import OBJECTIVES
 from trainables.objectives.vib import VariationalInformationBottleneck
 
@@ -85,15 +85,52 @@ class _Exploit:
         return (print, ("pickle code ran",))
 
 
-def test_a_pickle_that_runs_code_is_refused(tmp_path, capsys):
+def test_a_pickle_that_runs_code_is_refused_and_the_trial_restarts(tmp_path, capsys, caplog):
     directory = tmp_path / "evil"
     directory.mkdir()
     with open(directory / CHECKPOINT_FILE, "wb") as f:
         pickle.dump({"epoch": 1, "payload": _Exploit()}, f)
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
-        run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=Recorder(tmp_path / "r"),
-                  checkpoint=Checkpoint.from_directory(directory))
+    recorder = Recorder(tmp_path / "r")
+    run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=recorder,
+              checkpoint=Checkpoint.from_directory(directory))
     assert "pickle code ran" not in capsys.readouterr().out
+    assert "UnpicklingError" in caplog.text and "restarts from epoch 1" in caplog.text
+    assert [m["epoch"] for m in recorder.metrics] == [1, 2, 3, 4]
+
+
+def _crash_after_two(tmp_path):
+    """A trial stopped after epoch 2, its checkpoints laid out as Tune keeps them in the trial dir."""
+    crashed = Recorder(tmp_path / "kept", crash_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=crashed)
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    for epoch, directory in crashed.checkpoints.items():
+        shutil.copytree(directory, trial_dir / f"checkpoint_{epoch - 1:06d}")
+    return trial_dir
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog, damage):
+    from trainables.harness import checkpoint_candidates
+
+    trial_dir = _crash_after_two(tmp_path)
+    newest = trial_dir / "checkpoint_000001" / CHECKPOINT_FILE
+    if damage == "truncate":
+        newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    elif damage == "garbage":
+        newest.write_bytes(b"not a checkpoint")
+    else:
+        newest.unlink()
+    candidates = checkpoint_candidates(Checkpoint.from_directory(trial_dir / "checkpoint_000001"))
+    assert [Path(c.path).name for c in candidates] == ["checkpoint_000001", "checkpoint_000000"]
+    resumed = Recorder(tmp_path / "resumed")
+    run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=resumed, checkpoint=candidates)
+    assert [m["epoch"] for m in resumed.metrics] == [2, 3, 4]  # from the epoch-1 checkpoint
+    assert "checkpoint_000001 is unusable" in caplog.text and "older checkpoint" in caplog.text
+    straight = Recorder(tmp_path / "straight")
+    run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=straight)
+    assert resumed.metrics == straight.metrics[1:]
 
 
 class _RateExplodes(VariationalInformationBottleneck):

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 ARGS = ["vib_digits", "--smoke", "--set", "beta=[0.001, 0.01, 0.1, 1.0]", "--epochs", "3", "--max-concurrent", "1"]
 
 
-def test_interrupted_sweep_resumes_without_duplicates(workspace, ray_session):
+def test_interrupted_sweep_resumes_without_duplicates(workspace, ray_session, capsys):
     process = subprocess.Popen([sys.executable, "-u", "-m", "orchestrator.sweep", *workspace.args(*ARGS)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workspace.root)
     deadline = time.monotonic() + 240
@@ -38,6 +38,11 @@ def test_interrupted_sweep_resumes_without_duplicates(workspace, ray_session):
     finished_before = {c.data.tags["ib.trial_id"] for c in children if c.info.status == "FINISHED"}
     assert 1 <= len(finished_before) < 4
     (run_dir,) = workspace.run_dirs("vib_digits")
+    assert not (run_dir / "final.parquet").exists()
+
+    # the spec changed since the sweep started: refused, naming the difference, nothing touched
+    assert main(workspace.args(*ARGS, "--set", "lr=0.01", "--resume")) == 2
+    assert "was started with another spec (config.lr: was 0.001, now 0.01)" in capsys.readouterr().err
     assert not (run_dir / "final.parquet").exists()
 
     assert main(workspace.args(*ARGS, "--resume")) == 0

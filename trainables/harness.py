@@ -13,7 +13,9 @@ Metrics are accumulated on the device and read once per epoch (no host sync per 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
 import random
 import tempfile
 from collections.abc import Mapping
@@ -29,6 +31,8 @@ from trainables.data import Dataset, batch_indices, class_balanced_batch_indices
 from trainables.evaluation import run_evaluations
 from trainables.objectives import build_objective
 from trainables.objectives.base import Objective
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "state.pt"
 EVALUATIONS_KEY = "evaluations"  # the final report's JSON rows for evaluations.parquet
@@ -47,13 +51,16 @@ def train(config: dict[str, Any], *, data_dir: str) -> None:
     device, cpus = _trial_device()
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(cpus)))
-    run_trial(config, data_dir=data_dir, device=device, report=_tune_report, checkpoint=tune.get_checkpoint())
+    run_trial(config, data_dir=data_dir, device=device, report=_tune_report,
+              checkpoint=checkpoint_candidates(tune.get_checkpoint()))
 
 
 def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
     """Train one config; ``report(metrics, checkpoint_dir_or_None)`` is called once per epoch.
 
-    Split from :func:`train` so the loop can be run and tested without Ray.
+    ``checkpoint`` is a ``tune.Checkpoint`` or a list of them, newest first: the first that loads
+    is resumed from (see :func:`restore`). Split from :func:`train` so the loop can be run and
+    tested without Ray.
     """
     config = dict(config)
     seed = int(config["seed"])
@@ -83,10 +90,8 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
     if ema is not None:
         stateful["ema"] = ema
 
-    start_epoch = 0
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            start_epoch = load_checkpoint(Path(directory) / CHECKPOINT_FILE, config, stateful, generator)
+    candidates = checkpoint if isinstance(checkpoint, list) else [checkpoint] if checkpoint is not None else []
+    start_epoch = restore(candidates, config, stateful, generator)
 
     for epoch in range(start_epoch + 1, epochs + 1):
         objective.start_epoch(epoch)
@@ -208,6 +213,49 @@ def _read_means(sums: Mapping[str, torch.Tensor], count: int) -> dict[str, float
 
 
 # ---- checkpoints ---------------------------------------------------------------------------
+
+def checkpoint_candidates(latest: tune.Checkpoint | None) -> list[tune.Checkpoint]:
+    """Tune's latest checkpoint, then the older ones kept beside it (``num_to_keep``), newest first."""
+    if latest is None:
+        return []
+    from pyarrow import fs as pafs
+
+    parent = str(Path(latest.path).parent)
+    try:
+        infos = latest.filesystem.get_file_info(pafs.FileSelector(parent))
+    except OSError:
+        return [latest]
+    older = sorted((i.path for i in infos if i.type == pafs.FileType.Directory
+                    and Path(i.path).name.startswith("checkpoint_") and i.path != latest.path), reverse=True)
+    return [latest] + [tune.Checkpoint(path, filesystem=latest.filesystem) for path in older
+                       if Path(path).name < Path(latest.path).name]
+
+
+def restore(candidates: list, config, stateful: Mapping[str, Any], generator: torch.Generator) -> int:
+    """Resume from the newest checkpoint that loads; return its epoch (0: start from scratch).
+
+    A truncated or corrupt file, or one that ``weights_only=True`` refuses (a pickle that would
+    run code), is skipped with a warning naming it, and the previous checkpoint is tried; if none
+    loads the trial restarts. A checkpoint written under another config is refused outright.
+    """
+    for checkpoint in candidates:
+        try:
+            with checkpoint.as_directory() as directory:
+                epoch = load_checkpoint(Path(directory) / CHECKPOINT_FILE, config, stateful, generator)
+        except CheckpointMismatchError:
+            raise
+        except (OSError, EOFError, RuntimeError, KeyError, pickle.UnpicklingError) as error:
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            logger.warning("checkpoint %s is unusable (%s: %s); trying the previous one", checkpoint.path,
+                           type(error).__name__, reason)
+            continue
+        if checkpoint is not candidates[0]:
+            logger.warning("resumed from the older checkpoint %s (epoch %d)", checkpoint.path, epoch)
+        return epoch
+    if candidates:
+        logger.warning("no usable checkpoint among %d; the trial restarts from epoch 1", len(candidates))
+    return 0
+
 
 def save_checkpoint(path: Path, config, stateful: Mapping[str, Any], generator: torch.Generator, epoch: int) -> None:
     """Model, optimiser, scheduler, EMA, RNG states, epoch and config; temp file + os.replace."""
