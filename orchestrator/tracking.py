@@ -94,17 +94,22 @@ class MlflowTrackingCallback(tune.Callback):
     """
 
     def __init__(self, tracking_uri: str, experiment: str, run_name: str,
-                 parent_tags: Mapping[str, str], parent_params: Mapping[str, Any]):
+                 parent_tags: Mapping[str, str], parent_params: Mapping[str, Any],
+                 drain_timeout_s: float = 600.0):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.run_name = run_name
         self.parent_tags = dict(parent_tags)
         self.parent_params = dict(parent_params)
+        self.drain_timeout_s = drain_timeout_s
         self.parent_run_id: str | None = None
         self.trial_runs: dict[str, str] = {}  # trial_id -> child run id
         self.last_epoch: dict[str, int] = {}  # trial_id -> last epoch logged
+        self.pending: list[dict[str, Any]] = []  # operations not yet delivered, in order
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
+        self._retry_at = 0.0
+        self._failures = 0
 
     # Tune pickles callbacks with the Tuner: keep the client out of the pickle.
     def __getstate__(self) -> dict[str, Any]:
@@ -116,18 +121,22 @@ class MlflowTrackingCallback(tune.Callback):
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 
-    # ---- Tune's saved state -------------------------------------------------------------
+    # ---- Tune's saved state: undelivered operations survive a driver restart ----------------
     def get_state(self) -> dict[str, Any]:
         return {"parent_run_id": self.parent_run_id, "trial_runs": dict(self.trial_runs),
-                "last_epoch": dict(self.last_epoch)}
+                "last_epoch": dict(self.last_epoch), "pending": list(self.pending)}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.parent_run_id = state.get("parent_run_id")
         self.trial_runs = dict(state.get("trial_runs", {}))
         self.last_epoch = dict(state.get("last_epoch", {}))
+        self.pending = list(state.get("pending", []))
 
-    # ---- Tune hooks ---------------------------------------------------------------------
+    # ---- Tune hooks: each queues an operation, then delivers what it can ---------------------
     def setup(self, **info: Any) -> None:
+        # Our queue retries; MLflow's own retries would block the Tune loop for minutes meanwhile.
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         self._experiment_id = check_tracking(self.tracking_uri, self.experiment)
         if self.parent_run_id is None:
             self.parent_run_id = find_parent_run(self.tracking_uri, self._experiment_id, self.run_name)
@@ -139,45 +148,89 @@ class MlflowTrackingCallback(tune.Callback):
             self.client.log_batch(self.parent_run_id, params=[Param(k, _param(v)) for k, v in self.parent_params.items()])
         else:
             self.client.update_run(self.parent_run_id, status="RUNNING")
+        self._deliver()
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._child_run(trial)
+        self._queue({"op": "start", "trial": trial.trial_id, "config": dict(trial.config), "name": _trial_name(trial)})
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:
         epoch = int(result.get("epoch", result.get("training_iteration", 0)))
-        run_id = self._child_run(trial)
-        if epoch <= self.last_epoch.get(trial.trial_id, 0):
-            return  # replayed after a restore from an older checkpoint: already logged
-        timestamp = int(time.time() * 1000)
-        metrics = [Metric(key, float(value), timestamp, epoch) for key, value in result.items()
-                   if _is_metric(key, value)]
-        tags = [RunTag(LAST_EPOCH_TAG, str(epoch))]
-        if result.get(MASKING_METRIC, 0) > 0:
-            tags.append(RunTag("gradient_masking", f"suspected: {int(result[MASKING_METRIC])} check(s) violated"))
-        self.client.log_batch(run_id, metrics=metrics, tags=tags)
-        self.last_epoch[trial.trial_id] = epoch
+        metrics = {key: float(value) for key, value in result.items() if _is_metric(key, value)}
+        self._queue({"op": "log", "trial": trial.trial_id, "config": dict(trial.config), "name": _trial_name(trial),
+                     "epoch": epoch, "metrics": metrics, "time": int(time.time() * 1000)})
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self.client.set_terminated(self._child_run(trial), status="FINISHED")
+        self._queue({"op": "end", "trial": trial.trial_id, "config": dict(trial.config), "name": _trial_name(trial),
+                     "status": "FINISHED"})
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        run_id = self._child_run(trial)
-        error = _trial_error(trial)
-        self.client.set_tag(run_id, "error", error[:5000])
-        self.client.set_terminated(run_id, status="FAILED")
+        self._queue({"op": "end", "trial": trial.trial_id, "config": dict(trial.config), "name": _trial_name(trial),
+                     "status": "FAILED", "error": _trial_error(trial)[:5000]})
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # The sweep finished even if some trials failed (their runs say FAILED); an interrupted
         # sweep's parent is KILLED until --resume sets it RUNNING again.
-        if self.parent_run_id is None:
-            return
-        self.client.set_tag(self.parent_run_id, "failed_trials", str(sum(t.status == "ERROR" for t in trials)))
         done = all(t.status in ("TERMINATED", "ERROR") for t in trials)
-        self.client.set_terminated(self.parent_run_id, status="FINISHED" if done else "KILLED")
+        self._queue({"op": "parent_end", "failed": sum(t.status == "ERROR" for t in trials),
+                     "status": "FINISHED" if done else "KILLED"})
+        deadline = time.monotonic() + self.drain_timeout_s
+        while self.pending and time.monotonic() < deadline:
+            time.sleep(max(0.0, min(self._retry_at - time.monotonic(), deadline - time.monotonic())))
+            self._deliver()
+        if self.pending:
+            logger.error("MLflow at %s stayed unreachable: %d operations were not delivered (the metrics are "
+                         "in the parquet files and Tune's result.json)", self.tracking_uri, len(self.pending))
 
-    # ---- helpers ------------------------------------------------------------------------
-    def _child_run(self, trial) -> str:
-        trial_id = trial.trial_id
+    # ---- delivery ----------------------------------------------------------------------------
+    def _queue(self, operation: dict[str, Any]) -> None:
+        self.pending.append(operation)
+        if time.monotonic() >= self._retry_at:
+            self._deliver()
+
+    def _deliver(self) -> None:
+        """Apply queued operations in order; on the first failure keep the rest and back off."""
+        while self.pending:
+            try:
+                self._apply(self.pending[0])
+            except Exception as error:  # the store is down or unreachable: keep everything, retry later
+                self._failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(self._failures, 6))
+                self._retry_at = time.monotonic() + delay
+                if self._failures == 1:
+                    logger.warning("MLflow at %s is unreachable (%s); buffering %d operations and retrying",
+                                   self.tracking_uri, type(error).__name__, len(self.pending))
+                return
+            self.pending.pop(0)
+            if self._failures:
+                logger.warning("MLflow at %s is reachable again; delivering buffered operations", self.tracking_uri)
+                self._failures = 0
+                self._retry_at = 0.0
+
+    def _apply(self, operation: dict[str, Any]) -> None:
+        kind = operation["op"]
+        if kind == "parent_end":
+            self.client.set_tag(self.parent_run_id, "failed_trials", str(operation["failed"]))
+            self.client.set_terminated(self.parent_run_id, status=operation["status"])
+            return
+        trial_id = operation["trial"]
+        run_id = self._child_run(trial_id, operation["config"], operation["name"])
+        if kind == "log":
+            epoch = operation["epoch"]
+            if epoch <= self.last_epoch.get(trial_id, 0):
+                return  # replayed after a restore from an older checkpoint: already logged
+            metrics = [Metric(k, v, operation["time"], epoch) for k, v in operation["metrics"].items()]
+            tags = [RunTag(LAST_EPOCH_TAG, str(epoch))]
+            if operation["metrics"].get(MASKING_METRIC, 0) > 0:
+                tags.append(RunTag("gradient_masking",
+                                   f"suspected: {int(operation['metrics'][MASKING_METRIC])} check(s) violated"))
+            self.client.log_batch(run_id, metrics=metrics, tags=tags)
+            self.last_epoch[trial_id] = epoch
+        elif kind == "end":
+            if "error" in operation:
+                self.client.set_tag(run_id, "error", operation["error"])
+            self.client.set_terminated(run_id, status=operation["status"])
+
+    def _child_run(self, trial_id: str, config: Mapping[str, Any], name: str) -> str:
         if trial_id in self.trial_runs:
             return self.trial_runs[trial_id]
         found = self.client.search_runs(
@@ -191,10 +244,10 @@ class MlflowTrackingCallback(tune.Callback):
             if run.info.status != "RUNNING":
                 self.client.update_run(run.info.run_id, status="RUNNING")
         else:
-            config = dict(trial.config)
             tags = {PARENT_ID_TAG: self.parent_run_id, TRIAL_TAG: trial_id, "seed": str(config.get("seed")),
                     "mlflow.user": _user()}
-            run = self.client.create_run(self._experiment_id, tags=tags, run_name=_trial_name(trial))
+            run = self.client.create_run(self._experiment_id, tags=tags, run_name=name)
+        if not run.data.params:  # new, or created just before the store went down
             self.client.log_batch(run.info.run_id, params=[Param(k, _param(v)) for k, v in config.items()])
         self.trial_runs[trial_id] = run.info.run_id
         return run.info.run_id

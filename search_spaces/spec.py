@@ -73,6 +73,8 @@ OBJECTIVE_DEFAULTS: dict[str, dict[str, Scalar]] = {}
 _OBJECTIVE_POSITIVE: dict[str, set[str]] = {}
 _OBJECTIVE_NONNEGATIVE: dict[str, set[str]] = {}
 _OBJECTIVE_CHOICES: dict[str, dict[str, tuple[str, ...]]] = {}
+_OBJECTIVE_AT_MOST_ONE: dict[str, set[str]] = {}  # value <= 1
+_OBJECTIVE_BELOW_ONE: dict[str, set[str]] = {}  # value < 1
 
 SEARCHES = ("grid", "optuna")
 DISTRIBUTIONS = ("uniform", "loguniform", "int")
@@ -85,6 +87,8 @@ def register_objective_defaults(
     positive: tuple[str, ...] = (),
     nonnegative: tuple[str, ...] = (),
     choices: Mapping[str, tuple[str, ...]] | None = None,
+    at_most_one: tuple[str, ...] = (),
+    below_one: tuple[str, ...] = (),
 ) -> None:
     """Declare the config keys of ``objective`` with their defaults and value rules."""
     clash = set(defaults) & set(HARNESS_DEFAULTS)
@@ -94,6 +98,8 @@ def register_objective_defaults(
     _OBJECTIVE_POSITIVE[objective] = set(positive)
     _OBJECTIVE_NONNEGATIVE[objective] = set(nonnegative) | ({"beta"} & set(defaults))
     _OBJECTIVE_CHOICES[objective] = dict(choices or {})
+    _OBJECTIVE_AT_MOST_ONE[objective] = set(at_most_one)
+    _OBJECTIVE_BELOW_ONE[objective] = set(below_one)
 
 
 @dataclass(frozen=True)
@@ -319,6 +325,10 @@ class SweepSpec:
             raise ValueError(f"{where}: {name}: expected a value in [0, 1)")
         if key in UNIT_INTERVAL_CLOSED and not 0 < value <= 1:
             raise ValueError(f"{where}: {name}: expected a value in (0, 1]")
+        if key in _OBJECTIVE_AT_MOST_ONE.get(self.objective, set()) and not value <= 1:
+            raise ValueError(f"{where}: {name}: expected a value <= 1")
+        if key in _OBJECTIVE_BELOW_ONE.get(self.objective, set()) and not value < 1:
+            raise ValueError(f"{where}: {name}: expected a value < 1")
         choices = {**CHOICES, **_OBJECTIVE_CHOICES.get(self.objective, {})}
         if key in choices and value not in choices[key]:
             raise ValueError(f"{where}: {name}: expected one of {', '.join(choices[key])}")

@@ -28,8 +28,12 @@ class Recorder:
 
     def __init__(self, keep: Path, crash_after: int | None = None):
         self.metrics, self.checkpoints, self.keep, self.crash_after = [], {}, keep, crash_after
+        self.resumed_from = None
 
     def __call__(self, metrics, directory):
+        metrics = dict(metrics)
+        if "trial/resumed_from_epoch" in metrics:
+            self.resumed_from = metrics.pop("trial/resumed_from_epoch")
         self.metrics.append(metrics)
         if directory is not None:
             target = self.keep / f"epoch{metrics['epoch']}"
@@ -67,7 +71,8 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
     resumed = Recorder(tmp_path / "c")
     run_trial(config, data_dir=tmp_path, device=torch.device("cpu"), report=resumed,
               checkpoint=Checkpoint.from_directory(crashed.checkpoints[2]))
-    assert [m["epoch"] for m in resumed.metrics] == [3, 4]
+    assert [m["epoch"] for m in resumed.metrics] == [3, 4] and resumed.resumed_from == 2
+    assert straight.resumed_from is None
     assert resumed.metrics == straight.metrics[2:]
 
 
@@ -95,7 +100,7 @@ def test_a_pickle_that_runs_code_is_refused_and_the_trial_restarts(tmp_path, cap
               checkpoint=Checkpoint.from_directory(directory))
     assert "pickle code ran" not in capsys.readouterr().out
     assert "UnpicklingError" in caplog.text and "restarts from epoch 1" in caplog.text
-    assert [m["epoch"] for m in recorder.metrics] == [1, 2, 3, 4]
+    assert [m["epoch"] for m in recorder.metrics] == [1, 2, 3, 4] and recorder.resumed_from == 0
 
 
 def _crash_after_two(tmp_path):
@@ -126,7 +131,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     assert [Path(c.path).name for c in candidates] == ["checkpoint_000001", "checkpoint_000000"]
     resumed = Recorder(tmp_path / "resumed")
     run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=resumed, checkpoint=candidates)
-    assert [m["epoch"] for m in resumed.metrics] == [2, 3, 4]  # from the epoch-1 checkpoint
+    assert [m["epoch"] for m in resumed.metrics] == [2, 3, 4] and resumed.resumed_from == 1
     assert "checkpoint_000001 is unusable" in caplog.text and "older checkpoint" in caplog.text
     straight = Recorder(tmp_path / "straight")
     run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=straight)

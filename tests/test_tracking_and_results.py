@@ -149,3 +149,53 @@ def test_evaluation_rows_come_from_the_final_report(tmp_path):
     table = pq.read_table(paths[-1])
     assert paths[-1].name == "evaluations.parquet" and table.num_rows == 2
     assert str(table.schema.field("steps").type) == "int64" and str(table.schema.field("epsilon").type) == "double"
+
+
+class _FlakyClient:
+    """An MlflowClient whose every call raises while ``down`` is set (a store that went away)."""
+
+    def __init__(self, client):
+        self.client, self.down, self.calls_refused = client, False, 0
+
+    def __getattr__(self, name):
+        method = getattr(self.client, name)
+
+        def call(*args, **kwargs):
+            if self.down:
+                self.calls_refused += 1
+                raise ConnectionError("connection refused")
+            return method(*args, **kwargs)
+
+        return call
+
+
+def test_operations_are_buffered_while_the_store_is_down_and_delivered_in_order(tmp_path, monkeypatch):
+    import mlflow.tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trials = [_trial("t1", 0.1), _trial("t2", 1.0)]
+    callback = _callback(uri)
+    callback.drain_timeout_s = 5.0
+    callback.setup()
+    flaky = _FlakyClient(mlflow.tracking.MlflowClient(uri))
+    callback._client = flaky
+    callback.on_trial_start(0, trials, trials[0])
+    callback.on_trial_result(0, trials, trials[0], _result(1, 0.5))
+    flaky.down = True
+    for epoch in (2, 3):
+        callback.on_trial_result(0, trials, trials[0], _result(epoch, 0.1 * epoch))
+    callback.on_trial_start(0, trials, trials[1])  # a trial that starts while the store is down
+    callback.on_trial_result(0, trials, trials[1], _result(1, 0.9))
+    callback.on_trial_complete(0, trials, trials[0])
+    assert flaky.calls_refused >= 1 and len(callback.pending) == 5
+    assert callback.get_state()["pending"] == callback.pending  # saved with the experiment
+    monkeypatch.setattr(callback, "_retry_at", 0.0)
+    flaky.down = False
+    callback.on_experiment_end([_trial("t1", 0.1, "TERMINATED"), _trial("t2", 1.0, "RUNNING")])
+    assert callback.pending == []
+    parents, children = mlflow_runs(uri, "exp")
+    assert parents[0].info.status == "KILLED"
+    by_id = {c.data.tags["ib.trial_id"]: c for c in children}
+    assert metric_steps(uri, by_id["t1"].info.run_id, "test/acc") == [1, 2, 3]
+    assert metric_steps(uri, by_id["t2"].info.run_id, "test/acc") == [1]
+    assert by_id["t1"].info.status == "FINISHED" and by_id["t2"].data.params["beta"] == "1.0"

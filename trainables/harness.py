@@ -12,6 +12,7 @@ Metrics are accumulated on the device and read once per epoch (no host sync per 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from trainables.objectives.base import Objective
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "state.pt"
+FAULT_VARIABLE = "IB_SWEEPS_FAULT"
 EVALUATIONS_KEY = "evaluations"  # the final report's JSON rows for evaluations.parquet
 
 
@@ -92,8 +94,10 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
 
     candidates = checkpoint if isinstance(checkpoint, list) else [checkpoint] if checkpoint is not None else []
     start_epoch = restore(candidates, config, stateful, generator)
+    resumed = bool(candidates)
 
     for epoch in range(start_epoch + 1, epochs + 1):
+        _inject_fault(config, epoch)
         objective.start_epoch(epoch)
         train_terms = _train_epoch(objective, optimizer, aux_optimizer, ema, data, config, generator, epoch)
         scheduler.step()
@@ -103,6 +107,9 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
         metrics.update({f"train/{k}": v for k, v in train_terms.items()})
         metrics.update({f"test/{k}": v for k, v in test_metrics.items()})
         metrics.update(_epoch_metrics(model, data, epoch))
+        if resumed:  # the first report of a restarted trial says where it restarted from
+            metrics["trial/resumed_from_epoch"] = start_epoch
+            resumed = False
         if epoch == epochs:  # the evaluation suite runs once, after training
             metrics.update(_final_evaluations(model, data, config))
         if epoch % int(config["checkpoint_every"]) == 0 or epoch == epochs:
@@ -304,6 +311,26 @@ def _numpy_state() -> dict[str, Any]:
 def _python_state() -> list[Any]:
     version, internal, gauss_next = random.getstate()
     return [version, list(internal), gauss_next]
+
+
+def _inject_fault(config, epoch: int) -> None:
+    """Fault injection for the reliability tests (docs/reliability.md); inert unless the variable is set.
+
+    ``IB_SWEEPS_FAULT='{"raise_at_epoch": 3, "marker_dir": "/tmp/x"}'`` makes every trial raise once
+    when it starts that epoch (a marker file per trial config keeps the retry from raising again).
+    """
+    spec = os.environ.get(FAULT_VARIABLE)
+    if not spec:
+        return
+    fault = json.loads(spec)
+    if epoch != fault["raise_at_epoch"]:
+        return
+    key = hashlib.sha1(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()[:16]
+    marker = Path(fault["marker_dir"]) / f"{key}.raised"
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        raise RuntimeError(f"injected fault at epoch {epoch} ({FAULT_VARIABLE})")
 
 
 # ---- environment ---------------------------------------------------------------------------

@@ -19,6 +19,10 @@ Optional hooks, with defaults that do nothing:
 - ``final_evaluations(data)``: after training, ``(metrics, rows)``: flat metrics for the last
   report and rows for ``evaluations.parquet``, each ``{"evaluation", "metric", "value", ...}``
   (e.g. the classifier's singular values, or decoders fitted on the frozen encoder).
+  The harness calls it before the attacks, so it may fit what ``logits`` needs.
+- ``representation(x)``: ``(z, conditional_entropy)``, a sample of the representation Z of
+  pixels ``x`` (``(B, d)``) and h(Z | X = x) in nats per example (``(B,)``), for the
+  information plane (:mod:`trainables.evaluation.info_plane`); ``None`` (the default) skips it.
 """
 
 from __future__ import annotations
@@ -78,6 +82,10 @@ class Objective(nn.Module):
         """Post-training metrics and ``evaluations.parquet`` rows; none by default."""
         return {}, []
 
+    def representation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A sample of Z given ``x`` (B, d) and h(Z | X = x) in nats (B,); None: no information plane."""
+        return None
+
 
 # ---- config readers: each objective validates its own keys, naming the key and what is accepted ----
 
@@ -100,3 +108,15 @@ def choice(config: Mapping[str, Any], key: str, objective: str, accepted: tuple[
     if value not in accepted:
         raise ValueError(f"{objective}: {key} must be one of {', '.join(accepted)}, got {value!r}")
     return value
+
+
+def float_in_range(config: Mapping[str, Any], key: str, objective: str, low: float, high: float = math.inf, *,
+                   low_open: bool = False, high_open: bool = False) -> float:
+    """A finite number in ``[low, high]``, an end excluded when ``low_open`` / ``high_open``."""
+    value = config[key]
+    inside = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and (value > low if low_open else value >= low) and (value < high if high_open else value <= high))
+    if not inside:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{objective}: {key} must be a finite number in {interval}, got {value!r}")
+    return float(value)

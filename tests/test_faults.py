@@ -1,0 +1,211 @@
+"""Faults survived with nothing lost (docs/reliability.md).
+
+"Nothing lost": afterwards every trial of the grid appears exactly once in MLflow and in the
+parquet files, its per-epoch metrics are contiguous, and its final metrics in parquet equal the
+last ones MLflow holds. Each test runs the real CLI in a subprocess (its own local Ray) or
+against a multi-node ``ray.cluster_utils.Cluster``; the MLflow tests use a real ``mlflow server``
+on loopback over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import metric_steps, mlflow_runs, read_tables
+
+pytestmark = pytest.mark.slow
+
+BETAS = "beta=[0.001, 0.01, 0.1, 1.0]"
+
+
+def sweep_command(workspace, *extra: str, tracking_uri: str | None = None) -> list[str]:
+    args = workspace.args("vib_digits", "--smoke", "--set", BETAS, *extra)
+    if tracking_uri:
+        i = args.index("--tracking-uri")
+        args[i + 1] = tracking_uri
+    return [sys.executable, "-u", "-m", "orchestrator.sweep", *args]
+
+
+def assert_nothing_lost(workspace, tracking_uri: str, trials: int, epochs: int) -> None:
+    (run_dir,) = workspace.run_dirs("vib_digits")
+    epochs_table, final = read_tables(run_dir)
+    assert len(final) == trials and set(final["status"]) == {"TERMINATED"}, final[["status", "error"]]
+    assert len(epochs_table) == trials * epochs and not epochs_table.duplicated(["trial_id", "epoch"]).any()
+    parents, children = mlflow_runs(tracking_uri, "vib_digits")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == trials and {c.data.tags["ib.trial_id"] for c in children} == set(final["trial_id"])
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert metric_steps(tracking_uri, child.info.run_id, "test/acc") == list(range(1, epochs + 1))
+        row = final[final["trial_id"] == child.data.tags["ib.trial_id"]].iloc[0]
+        assert child.data.metrics["test/acc"] == pytest.approx(row["test/acc"])
+        assert child.data.metrics["train/loss"] == pytest.approx(row["train/loss"])
+
+
+def test_a_trial_that_raises_is_retried_from_its_last_checkpoint(workspace):
+    fault = {"raise_at_epoch": 3, "marker_dir": str(workspace.root / "faults")}
+    env = {**os.environ, "IB_SWEEPS_FAULT": json.dumps(fault)}
+    done = subprocess.run(sweep_command(workspace, "--epochs", "4", "--set", "checkpoint_every=1"),
+                          capture_output=True, text=True, timeout=300, env=env, cwd=workspace.root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert len(list((workspace.root / "faults").glob("*.raised"))) == 4  # every trial failed once
+    assert_nothing_lost(workspace, workspace.tracking_uri, trials=4, epochs=4)
+    _, children = mlflow_runs(workspace.tracking_uri, "vib_digits")
+    for child in children:  # each retry resumed from the epoch-2 checkpoint, not from scratch
+        assert child.data.metrics["trial/resumed_from_epoch"] == 2
+
+
+def test_a_killed_driver_is_finished_by_resume(workspace):
+    command = sweep_command(workspace, "--epochs", "3", "--max-concurrent", "1")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               cwd=workspace.root, start_new_session=True)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("[2/4]"):
+            break
+    else:
+        pytest.fail("the sweep ended before two trials finished:\n" + "".join(seen[-30:]))
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and its local Ray, mid-sweep, no clean-up
+    process.wait(timeout=30)
+    (run_dir,) = workspace.run_dirs("vib_digits")
+    assert not (run_dir / "final.parquet").exists()
+
+    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300, cwd=workspace.root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert_nothing_lost(workspace, workspace.tracking_uri, trials=4, epochs=3)
+
+
+def test_a_killed_worker_node_loses_nothing(workspace):
+    """Head (no CPUs, runs no trials) + two one-CPU worker nodes; one worker dies mid-sweep."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    try:
+        command = sweep_command(workspace, "--epochs", "12", "--set", "checkpoint_every=2",
+                                "--address", cluster.address)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   cwd=workspace.root)
+        deadline = time.monotonic() + 120
+        while not list(workspace.storage.glob("vib_digits_*/train_*/checkpoint_000001")):
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("no trial reached its second checkpoint:\n" + process.stdout.read()[-3000:])
+            time.sleep(0.2)
+        cluster.remove_node(workers[0], allow_graceful=False)
+        out, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, out[-3000:]
+    finally:
+        cluster.shutdown()
+    assert_nothing_lost(workspace, workspace.tracking_uri, trials=4, epochs=12)
+    _, children = mlflow_runs(workspace.tracking_uri, "vib_digits")
+    resumed = [c.data.metrics.get("trial/resumed_from_epoch") for c in children]
+    assert any(r is not None and r >= 2 for r in resumed), resumed  # a trial went on from its checkpoint
+
+
+# ---- a real MLflow server on loopback -------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1 with a SQLite store; can be stopped and started again."""
+
+    def __init__(self, root: Path):
+        self.root, self.port, self.process = root, _free_port(), None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+             "--default-artifact-root", str(self.root / "artifacts"), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        import urllib.request
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("mlflow server did not come up in 90 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    server = MlflowServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_mlflow_down_for_30_seconds_loses_no_metric(workspace, mlflow_server):
+    process = subprocess.Popen(sweep_command(workspace, "--epochs", "20", "--max-concurrent", "2",
+                                             tracking_uri=mlflow_server.uri),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workspace.root)
+    deadline = time.monotonic() + 120
+    while True:  # wait until metrics are flowing, then take the server away
+        _, children = mlflow_runs(mlflow_server.uri, "vib_digits")
+        if any(c.data.metrics for c in children):
+            break
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail("no metric reached the server:\n" + process.stdout.read()[-3000:])
+        time.sleep(0.3)
+    mlflow_server.stop()
+    time.sleep(30)
+    mlflow_server.start()
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out[-3000:]
+    assert_nothing_lost(workspace, mlflow_server.uri, trials=4, epochs=20)
+
+
+def test_sixteen_concurrent_trials_deliver_every_metric(workspace, mlflow_server):
+    """16 trials at once, each reporting every few hundred milliseconds for about a minute."""
+    betas = json.dumps([round(0.001 * (i + 1), 4) for i in range(16)])
+    command = [sys.executable, "-u", "-m", "orchestrator.sweep",
+               *workspace.args("vib_digits", "--smoke", "--set", f"beta={betas}", "--epochs", "120",
+                               "--set", "train_subset=200", "--set", "test_subset=100", "--set", "checkpoint_every=40",
+                               "--cpus-per-trial", "0.125", "--max-concurrent", "16")]
+    command[command.index("--tracking-uri") + 1] = mlflow_server.uri
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workspace.root)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = workspace.run_dirs("vib_digits")
+    epochs_table, final = read_tables(run_dir)
+    assert len(final) == 16 and len(epochs_table) == 16 * 120
+    metrics_per_epoch = sum(1 for c in epochs_table.columns if c.startswith(("train/", "test/")))
+    _, children = mlflow_runs(mlflow_server.uri, "vib_digits")
+    assert len(children) == 16
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server.uri)
+    delivered = sum(len(client.get_metric_history(c.info.run_id, key)) for c in children
+                    for key in epochs_table.columns if key.startswith(("train/", "test/")))
+    assert delivered == 16 * 120 * metrics_per_epoch
+    print(f"16 trials x 120 epochs: {delivered} metric values delivered in {elapsed:.0f} s")
