@@ -32,12 +32,13 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
     "weight_decay": 0.0,  # Adam's L2 weight decay
     "lr_decay": 1.0,  # multiply the learning rate by this ...
     "lr_decay_every": 1,  # ... every this many epochs (lr_decay = 1 keeps it constant)
+    "lr_patience": 10,  # lr_schedule "plateau": lr x lr_decay after this many epochs without a lower train/loss
     "ema_decay": 0.0,  # evaluate an exponential moving average of the weights (0 = off)
     "checkpoint_every": 1,  # epochs between checkpoints (the last epoch is always checkpointed)
     "train_subset": 0,  # keep this many training examples, class-stratified (0 = all)
     "test_subset": 0,  # keep this many test examples, class-stratified (0 = all)
     "batch_sampler": "random",  # "random" (a permutation) or "class_balanced" (every class in every batch)
-    "lr_schedule": "step",  # "step" (lr_decay every lr_decay_every epochs) or "cosine" (to 0 over all epochs)
+    "lr_schedule": "step",  # "step" (lr_decay every lr_decay_every epochs), "cosine" (to 0 over all epochs) or "plateau"
     "augment": "none",  # "none" or "crop_flip": random crop after zero padding, and horizontal flip, on the device
     "crop_padding": 4,  # pixels of zero padding before the random crop
     "aux_lr": 1e-3,  # Adam learning rate of an objective's auxiliary parameters (entropy-model quantiles)
@@ -53,13 +54,17 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
     "cw_lr": 0.01,  # Carlini-Wagner Adam learning rate
     "cw_l2_epsilons": "0.5,1.0,2.0",  # accuracy under CW-L2 perturbations of at most these L2 norms
     "eot_samples": 1,  # gradients averaged over this many forward passes (stochastic encoders)
+    # The information plane (docs/information_plane.md): I(X;Z) by k-NN entropy and an upper bound on H(Y|Z)
+    "infoplane_every": 0,  # measure it after every this many epochs and after the last (0 = off)
+    "infoplane_subset": 500,  # on the first this many test examples
 }
 
 # Value rules shared by all objectives; an objective adds its own in register_objective_defaults.
 POSITIVE = {"epochs", "batch_size", "eval_batch_size", "lr", "lr_decay_every", "checkpoint_every", "aux_lr",
-            "eval_subset", "pgd_step", "cw_steps", "cw_lr", "eot_samples"}
-NONNEGATIVE = {"seed", "weight_decay", "train_subset", "test_subset", "crop_padding", "pgd_epsilon", "cw_c"}
-CHOICES = {"lr_schedule": ("step", "cosine"), "augment": ("none", "crop_flip"),
+            "eval_subset", "pgd_step", "cw_steps", "cw_lr", "eot_samples", "lr_patience", "infoplane_subset"}
+NONNEGATIVE = {"seed", "weight_decay", "train_subset", "test_subset", "crop_padding", "pgd_epsilon", "cw_c",
+               "infoplane_every"}
+CHOICES = {"lr_schedule": ("step", "cosine", "plateau"), "augment": ("none", "crop_flip"),
            "batch_sampler": ("random", "class_balanced")}
 # Comma-separated lists in string keys, and what each element must be.
 LISTS = {"evaluations": ("fgsm", "pgd", "cw_l2"), "fgsm_epsilons": float, "pgd_steps": int, "cw_l2_epsilons": float}

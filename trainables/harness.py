@@ -30,6 +30,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from trainables.data import Dataset, batch_indices, class_balanced_batch_indices, crop_flip, load_dataset
 from trainables.evaluation import run_evaluations
+from trainables.evaluation.info_plane import info_plane
 from trainables.objectives import build_objective
 from trainables.objectives.base import Objective
 
@@ -80,6 +81,10 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
     epochs = int(config["epochs"])
     if config["lr_schedule"] == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    elif config["lr_schedule"] == "plateau":  # lr x lr_decay after lr_patience epochs without a lower train/loss;
+        # an absolute threshold, since a relative one accepts a worse loss as progress when the loss is negative
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=config["lr_decay"], patience=config["lr_patience"], threshold=1e-4, threshold_mode="abs")
     else:
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["lr_decay_every"], gamma=config["lr_decay"])
     ema = None
@@ -100,13 +105,16 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
         _inject_fault(config, epoch)
         objective.start_epoch(epoch)
         train_terms = _train_epoch(objective, optimizer, aux_optimizer, ema, data, config, generator, epoch)
-        scheduler.step()
+        if config["lr_schedule"] == "plateau":
+            scheduler.step(train_terms["loss"])
+        else:
+            scheduler.step()
         model = ema.module if ema is not None else objective
         test_metrics = _evaluate(model, data, config)
         metrics = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         metrics.update({f"train/{k}": v for k, v in train_terms.items()})
         metrics.update({f"test/{k}": v for k, v in test_metrics.items()})
-        metrics.update(_epoch_metrics(model, data, epoch))
+        metrics.update(_epoch_metrics(model, data, epoch, config))
         if resumed:  # the first report of a restarted trial says where it restarted from
             metrics["trial/resumed_from_epoch"] = start_epoch
             resumed = False
@@ -193,20 +201,25 @@ def _final_evaluations(model: Objective, data: Dataset, config) -> dict[str, Any
     in the same report as one JSON string (Tune keeps it in result.json; MLflow skips strings).
     """
     n = int(config["eval_subset"])
-    metrics, rows = run_evaluations(model, data.test_x[:n], data.test_y[:n], config)
     was_training = model.training
     model.eval()
-    own_metrics, own_rows = model.final_evaluations(data)
+    own_metrics, own_rows = model.final_evaluations(data)  # first: it may fit what logits() needs (knn_ib's decoder)
     model.train(was_training)
+    metrics, rows = run_evaluations(model, data.test_x[:n], data.test_y[:n], config)
     metrics, rows = {**metrics, **own_metrics}, rows + own_rows
     return {**metrics, EVALUATIONS_KEY: json.dumps(rows)} if rows else metrics
 
 
-def _epoch_metrics(model: Objective, data: Dataset, epoch: int) -> dict[str, float]:
-    """The objective's own per-epoch measurements (probes, conditioning), in eval mode."""
+def _epoch_metrics(model: Objective, data: Dataset, epoch: int, config) -> dict[str, float]:
+    """The objective's own per-epoch measurements (probes, conditioning), and the information
+    plane every ``infoplane_every`` epochs and after the last, in eval mode."""
     was_training = model.training
     model.eval()
     metrics = model.epoch_metrics(data, epoch)
+    every = int(config.get("infoplane_every", 0))
+    if every > 0 and (epoch % every == 0 or epoch == int(config["epochs"])):
+        n = int(config["infoplane_subset"])
+        metrics.update(info_plane(model, data.test_x[:n], data.test_y[:n], config))
     model.train(was_training)
     return metrics
 

@@ -23,7 +23,7 @@ from trainables.evaluation.probes import linear_probe
 @torch.no_grad()
 def encode(features: Callable[[Tensor], Tensor], x: Tensor, batch_size: int) -> Tensor:
     """``features`` applied to ``x`` in batches of ``batch_size``, flattened to ``(N, D)``."""
-    return torch.cat([features(x[i : i + batch_size]).flatten(1) for i in range(0, len(x), batch_size)])
+    return torch.cat([features(x[i : i + batch_size]).flatten(1).float() for i in range(0, len(x), batch_size)])
 
 
 def probe_due(epoch: int, probe_every: int, epochs: int) -> bool:

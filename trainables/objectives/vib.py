@@ -73,6 +73,19 @@ class VariationalInformationBottleneck(Objective):
         mean, std = self.encoder(x)
         return self.decoder(mean + std * torch.randn_like(std))
 
+    def representation(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """One posterior sample z ~ N(mean(x), diag(std(x)^2)), and h(Z | X = x) of that Gaussian in nats.
+
+        The information plane's I(X; Z) is then h(Z) (k-NN, on these samples) minus the mean of
+        sum_k log std_k + K/2 log(2 pi e): the same ruler as the deterministic encoders, whose
+        conditional entropy is that of zero-entropy noise, 0. The KL rate (the variational upper
+        bound on I(X; Z)) is logged beside it as ``infoplane/rate_bits``.
+        """
+        mean, std = self.encoder(x)
+        log_std = torch.log(std.float().clamp_min(torch.finfo(torch.float32).tiny))
+        conditional = log_std.sum(dim=-1) + 0.5 * std.shape[-1] * math.log(2 * math.pi * math.e)
+        return mean + std * torch.randn_like(std), conditional
+
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         mean, std = self.encoder(x)
