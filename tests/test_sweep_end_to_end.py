@@ -54,7 +54,8 @@ def test_smoke_sweep_lands_everywhere(name, workspace, ray_session, capsys):
         assert not (run_dir / "evaluations.parquet").exists()
 
     reports = run_dir / "reports"
-    for file in ("report.md", "report.html", "accuracy_vs_beta.png", "rate_vs_beta.png"):
+    figures = [f"{name}.png" for name in ("accuracy_vs_beta", "rate_vs_beta", "conditioning") if name in spec.reports]
+    for file in ("report.md", "report.html", *figures):
         assert (reports / file).stat().st_size > 0, file
     assert str(reports / "report.md") in out and "mlflow ui --backend-store-uri" in out
     artifacts = {a.path for a in __import__("mlflow").tracking.MlflowClient(workspace.tracking_uri)

@@ -98,7 +98,7 @@ class KnnInformationBottleneck(Objective):
         in_channels = self.input_shape[0]
         self.normalize = pixel_normalization(in_channels)
         self.encoder = ResNet18Encoder(in_channels, stem) if encoder == "resnet18" else SmallConvEncoder(in_channels, feature_dim)
-        self.projection = nn.Linear(self.encoder.feature_dim, latent_dim)
+        self.projection = nn.Sequential(nn.BatchNorm1d(self.encoder.feature_dim), nn.Linear(self.encoder.feature_dim, latent_dim))
         # Trained only by final_evaluations; the main loss never reaches it (its grads stay None).
         self.decoder = ResidualFCDecoder(latent_dim, self.num_classes, width=integer(config, "decoder_width", "knn_ib", minimum=1),
                                          blocks=integer(config, "decoder_blocks", "knn_ib", minimum=0))
