@@ -56,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions pack trials onto one GPU")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     p.add_argument("--address", help="address of an existing Ray cluster (default: start a local one)")
-    p.add_argument("--storage", default="./ray_results", help="where Tune results, parquet and reports go")
-    p.add_argument("--data-dir", default="./data", help="where datasets are read or downloaded")
+    p.add_argument("--storage", default=os.environ.get("IB_STORAGE", "./ray_results"),
+                   help="where Tune results, parquet and reports go; on a cluster, a path every node "
+                        "mounts (default: $IB_STORAGE, else ./ray_results)")
+    p.add_argument("--data-dir", default=os.environ.get("IB_DATA_DIR", "./data"),
+                   help="where datasets are read or downloaded (default: $IB_DATA_DIR, else ./data)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     p.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this sweep")
     p.add_argument("--search", choices=("grid", "optuna"), default="grid", help="grid (default) or Optuna TPE")
@@ -237,11 +240,6 @@ def run(plan: Plan) -> int:
 
     spec, options = plan.spec, plan.options
     experiment_id = check_tracking(plan.tracking_uri, spec.name)
-    options.run_dir.mkdir(parents=True, exist_ok=True)
-    if not plan.resume:
-        sweep_record = {"spec": spec.to_dict(), "search": options.search, "trials": options.trials,
-                        "tracking_uri": plan.tracking_uri, "command": sys.argv}
-        (options.run_dir / SWEEP_FILE).write_text(json.dumps(sweep_record, indent=2))
 
     # Tune's own per-trial tables and checkpoint chatter drown the one line per trial we print.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -250,8 +248,22 @@ def run(plan: Plan) -> int:
     if started_ray:
         ray.init(address=plan.address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     expected = spec.num_trials() if options.search == "grid" else options.trials
-    print(f"sweep {spec.name}: {expected} trials -> {options.run_dir}", flush=True)
     try:
+        if plan.address is not None:  # on a cluster: before anything is written
+            from orchestrator.preflight import check_resources_can_be_met, check_storage_on_every_node
+
+            try:
+                check_resources_can_be_met(options.cpus_per_trial, options.gpus_per_trial)
+                check_storage_on_every_node(options.storage_path)
+            except ValueError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return EXIT_USAGE
+        options.run_dir.mkdir(parents=True, exist_ok=True)
+        if not plan.resume:
+            sweep_record = {"spec": spec.to_dict(), "search": options.search, "trials": options.trials,
+                            "tracking_uri": plan.tracking_uri, "command": sys.argv}
+            (options.run_dir / SWEEP_FILE).write_text(json.dumps(sweep_record, indent=2))
+        print(f"sweep {spec.name}: {expected} trials -> {options.run_dir}", flush=True)
         if plan.resume:
             tuner = restore_tuner(options)
         else:
