@@ -143,16 +143,15 @@ def crop_flip(x: Tensor, *, padding: int, generator: torch.Generator) -> Tensor:
     each example gets its own offsets and flip, drawn from ``generator`` so that a resumed trial
     sees the same augmentations.
     """
-    b, _, h, w = x.shape
+    b, c, h, w = x.shape
     if padding > 0:
         padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
         dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=x.device)
         dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
-        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
-        batch = torch.arange(b, device=x.device)[:, None, None, None]
-        channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-        x = padded[batch, channel, rows, cols]
+        # every crop of every image as a strided view (no copy), then one gather of B crops
+        sb, sc, sh, sw = padded.stride()
+        windows = padded.as_strided((b, c, 2 * padding + 1, 2 * padding + 1, h, w), (sb, sc, sh, sw, sh, sw))
+        x = windows[torch.arange(b, device=x.device), :, dy, dx]
     flip = torch.rand((b,), generator=generator, device=x.device) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 

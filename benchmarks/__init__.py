@@ -1,0 +1,1 @@
+"""Throughput and overhead measurements; each figure is a ratio against a baseline in the same run."""
