@@ -35,8 +35,19 @@ def make(**overrides) -> InfoMax:
 
 @pytest.fixture(scope="module")
 def digits():
-    torch.set_num_threads(1)
     return load_dataset("digits", data_dir="/nonexistent-data-dir", device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch and one BLAS thread: scikit-learn's L-BFGS slows down tenfold on a shared, busy machine otherwise."""
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)
 
 
 def test_halves_are_the_top_and_bottom_rows():

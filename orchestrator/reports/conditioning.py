@@ -109,10 +109,11 @@ def _figure(results, epochs, colour_axis, panel_axes, x_column, cap) -> Figure:
     else:
         groups = [((), epochs)]
     columns = len(groups)
-    figure = Figure(figsize=(3.6 * columns + 1.8, 9.0), layout="constrained")
+    figure = Figure(figsize=(max(3.6 * columns + 1.8, 10.0), 9.0), layout="constrained")  # room for title and legend
     panels = figure.subplots(3, columns, squeeze=False, sharex="col")
     metric_columns = [MI, ACCURACY, *(percentile_column(p) for p in PERCENTILES)]
     metric_columns = [c for c in metric_columns if c in epochs.columns]
+    line_range = [math.inf, -math.inf] if cap is None else [0.0, cap]  # of the MI means (and InfoNCE's cap)
     for column, (key, group) in enumerate(groups):
         key = key if isinstance(key, tuple) else (key,)
         for value in colour_values:
@@ -128,6 +129,8 @@ def _figure(results, epochs, colour_axis, panel_axes, x_column, cap) -> Figure:
                 valid = mean[metric].notna().to_numpy()
                 m, s = mean[metric].to_numpy()[valid], np.nan_to_num(std[metric].to_numpy()[valid])
                 panels[row, column].plot(x[valid], m, color=colour, linewidth=1.4)
+                if row == 0 and len(m):
+                    line_range[0], line_range[1] = min(line_range[0], float(m.min())), max(line_range[1], float(m.max()))
                 panels[row, column].fill_between(x[valid], m - s, m + s, color=colour, alpha=0.18, linewidth=0)
             if MEDIAN in mean.columns:
                 valid = mean[MEDIAN].notna().to_numpy()
@@ -150,16 +153,22 @@ def _figure(results, epochs, colour_axis, panel_axes, x_column, cap) -> Figure:
             panel.grid(True, alpha=0.3)
     for row in range(3):  # one y range per row, so columns compare at a glance
         limits = [p.get_ylim() for p in panels[row]]
+        low, high = min(l[0] for l in limits), max(l[1] for l in limits)
+        if row == 0 and line_range[0] <= line_range[1]:
+            # the MI row follows the mean lines: one seed's NWJ outlier would otherwise flatten every panel
+            margin = 0.08 * max(line_range[1] - line_range[0], 1e-6)
+            low, high = line_range[0] - margin, line_range[1] + margin
         for panel in panels[row]:
-            panel.set_ylim(min(l[0] for l in limits), max(l[1] for l in limits))
+            panel.set_ylim(low, high)
     handles = [Line2D([], [], color=colour_of[v], linewidth=2, label=f"{colour_axis}={format_value(v)}") for v in colour_values if v is not None]
     handles += [Line2D([], [], color="grey", alpha=0.5, linewidth=6, label="log cond: 25–75th pct"),
                 Line2D([], [], color="grey", alpha=0.2, linewidth=6, label="log cond: 5–95th pct")]
     if cap is not None:
         handles.append(Line2D([], [], color="grey", linestyle=":", label="log2 B (InfoNCE cap)"))
-    figure.legend(handles=handles, loc="outside right upper", fontsize="small")
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize="small")
     figure.suptitle(f"{results.info.name}: MI estimate, downstream accuracy and Jacobian conditioning along training\n"
-                    "means over seeds (bands: ± 1 std for MI and accuracy; percentiles over the probe batch for log cond)")
+                    "means over seeds (bands: ± 1 std for MI and accuracy; percentiles over the probe batch for log cond)",
+                    fontsize="medium")
     return figure
 
 

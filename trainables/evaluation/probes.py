@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import MinMaxScaler
 
 
-def _as_numpy(array, name: str) -> np.ndarray:
+def _as_numpy(array) -> np.ndarray:
     if isinstance(array, torch.Tensor):
         array = array.detach().cpu().numpy()
     return np.asarray(array)
@@ -40,8 +40,7 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, ma
         ValueError: shapes do not match, a split is empty, there are fewer than two classes, or
             a feature is not finite.
     """
-    x_train, y_train = _as_numpy(train_features, "train_features"), _as_numpy(train_labels, "train_labels")
-    x_test, y_test = _as_numpy(test_features, "test_features"), _as_numpy(test_labels, "test_labels")
+    x_train, y_train, x_test, y_test = map(_as_numpy, (train_features, train_labels, test_features, test_labels))
     if x_train.ndim != 2 or x_test.ndim != 2 or x_train.shape[1] != x_test.shape[1]:
         raise ValueError(f"linear_probe needs (N, D) and (M, D) features, got {x_train.shape} and {x_test.shape}")
     if len(x_train) != len(y_train) or len(x_test) != len(y_test) or len(x_train) == 0 or len(x_test) == 0:
