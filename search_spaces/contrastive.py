@@ -118,7 +118,9 @@ register_sweep(SweepSpec(
     objective="hybrid",
     dataset="cifar10",
     epochs=200,
-    config={"batch_size": 256, "lr": 1e-3, "lr_schedule": "cosine", "checkpoint_every": 10, "probe_every": 25},
+    # one pair of 5 images per interpolation: 3 x 5 x 3,072 = 46,080 rows (about 6 MB of JSON) per trial
+    config={"batch_size": 256, "lr": 1e-3, "lr_schedule": "cosine", "checkpoint_every": 10, "probe_every": 25,
+            "interpolation_pairs": 1, "interpolation_steps": 5},
     grid={"alpha": (0.01, 0.1, 0.5), "temperature": (0.07, 0.2)},
     reports=HYBRID_REPORTS,
     cpus_per_trial=4,

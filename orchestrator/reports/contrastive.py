@@ -1,24 +1,22 @@
 """Reports of the self-supervised objectives ``simclr_dib`` and ``hybrid``.
 
-- ``linear_evaluation`` (``simclr_dib``): Zhang et al.'s Table I layout — one row per beta
-  ("SimCLR" at beta = 0, "Compressive" above), the linear probe's train and test accuracy in
-  percent, the test rate and the probe on the rounded representation, one column group per
-  temperature (per configuration of the swept axes other than beta); the paper's Table I beside it.
+- ``linear_evaluation`` (``simclr_dib``): Zhang et al.'s Table I layout — one table per
+  temperature (per configuration of the swept axes other than beta), one row per beta ("SimCLR"
+  at beta = 0, "Compressive" above), the linear probe's train and test accuracy in percent, the
+  probe on the rounded representation and the test rate; the paper's Table I beside them.
 - ``hybrid_tradeoff`` (``hybrid``): reconstruction against linear accuracy across alpha
   (``hybrid_tradeoff.png``: test MSE vs the probe's test accuracy, one line per temperature
   through the alphas, and the probe on each latent half against alpha), the learning curves
   (``hybrid_curves.png``), a table per alpha and temperature, the paper's Table 1, and whether
   FID was computed (it never is: ``fid_weights`` must be empty).
-- ``interpolation`` (``hybrid``): the paper's Figures 2-4 rebuilt from the ``interpolation`` rows
-  of ``evaluations.parquet`` (one figure per configuration, its lowest-seed finished trial), and
-  how far each interpolation moves the decoded image.
+
+``interpolation`` (the hybrid's Figures 2-4) is in :mod:`orchestrator.reports.interpolation`.
 
 Only finished (TERMINATED) trials count; means and sample standard deviations are over seeds.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -31,7 +29,6 @@ from matplotlib.ticker import MaxNLocator
 from orchestrator.reports import register_report
 from orchestrator.reports.common import SweepResults, config_column, format_value, summarize_over_seeds
 from orchestrator.reports.document import FigureFile, Section, Table, save_figure
-from orchestrator.reports.evaluation_data import absent_sentence, evaluation_rows
 from orchestrator.reports.versus_beta import configuration_label, counts_sentence, error_table, sweep_configurations
 
 # Zhang et al., Table I (linear evaluation on CIFAR-10, temperature 0.07): (model, beta, train %, test %).
@@ -40,8 +37,6 @@ ZHANG_TABLE_I = (("SimCLR", 0.0, 71.97, 71.04), ("Compressive", 0.05, 71.51, 71.
 # Sinha et al., Table 1, CIFAR-10: (method, MSE, FID, linear accuracy %); "" where the paper has none.
 SINHA_TABLE_1 = (("Hybrid", "2.6", "34.6", "77.6"), ("MoCo-v2", "–", "–", "78.3"))
 FID_SKIPPED = "FID skipped: no local Inception weights configured (config key fid_weights empty)."
-INTERPOLATION_MODES = (("whole", "whole latent"), ("first_half", "first (contrastive) half only"),
-                       ("second_half", "second half only"))
 
 
 def _percent(mean: float, std: float, n: int) -> str:
@@ -81,15 +76,16 @@ def linear_evaluation(results: SweepResults, out_dir: Path) -> list[Section]:
     metrics = (("train/acc", "train acc (%)", _percent), ("test/acc", "test acc (%)", _percent),
                ("test/rate_bits", "test rate (bits)", _plain), ("probe/rounded_test_acc", "test acc, h_hat (%)", _percent))
     cells = {metric: _cells(results, metric, keys) for metric, _, _ in metrics}
-    header = ["model"] + [f"{label}, {configuration_label(others, c)}" for c in configurations for _, label, _ in metrics]
-    rows = []
-    for beta in betas:
-        name = "SimCLR (beta=0)" if beta == 0 else f"Compressive (beta={beta:g})"
-        row = [name]
-        for configuration in configurations:
+    header = ["model", *(label for _, label, _ in metrics)]
+    tables = []
+    for configuration in configurations:
+        rows = []
+        for beta in betas:
+            row = ["SimCLR (beta=0)" if beta == 0 else f"Compressive (beta={beta:g})"]
             for metric, _, fmt in metrics:
                 row.append(fmt(*cells[metric].get((*configuration, format_value(beta)), (np.nan, np.nan, 0))))
-        rows.append(row)
+            rows.append(row)
+        tables.append(Table(f"`{info.name}`, {configuration_label(others, configuration)}: linear evaluation per beta", header, rows))
     paragraphs = [
         "Linear evaluation of the frozen encoder: a logistic regression (MinMaxScaler, L2, C = 1) fitted on the "
         "continuous representation `h` of the whole training split, read on both splits; `test acc, h_hat` is the "
@@ -103,7 +99,7 @@ def linear_evaluation(results: SweepResults, out_dir: Path) -> list[Section]:
     reference = Table("Zhang et al., Table I: linear evaluation on CIFAR-10, temperature 0.07 (%)",
                       ["model", "train accuracy", "test accuracy"],
                       [[f"{m} (beta={b:g})" if b else f"{m} (beta=0)", f"{tr:.2f}", f"{te:.2f}"] for m, b, tr, te in ZHANG_TABLE_I])
-    tables = [Table(f"`{info.name}`: linear evaluation per beta", header, rows), reference]
+    tables.append(reference)
     errors = error_table(results)
     return [Section(title, paragraphs, tables=tables + ([errors] if errors else []))]
 
@@ -252,84 +248,4 @@ def _curves_figure(results: SweepResults) -> Figure:
         handles += [Line2D([], [], color="black", linestyle=style_of[c], label=configuration_label(others, c)) for c in configurations]
     figure.legend(handles=handles, loc="outside right upper", fontsize="small")
     figure.suptitle(f"{results.info.name}: learning curves, one line per trial")
-    return figure
-
-
-# ---- interpolation -------------------------------------------------------------------------
-
-@register_report("interpolation")
-def interpolation(results: SweepResults, out_dir: Path) -> list[Section]:
-    """One ``interpolation_<k>.png`` per configuration, and how far each interpolation moves the image."""
-    title = "Latent interpolations (Sinha et al., Figures 2-4)"
-    absent = absent_sentence(results, "interpolation figure")
-    if absent:
-        return [Section(title, [absent])]
-    rows = evaluation_rows(results, "interpolation")
-    if rows.empty:
-        return [Section(title, ["`evaluations.parquet` has no `interpolation` rows of a finished trial, so there is no figure."])]
-    seeds = results.final.set_index("trial_id")[config_column("seed")] if config_column("seed") in results.final.columns else None
-    figures, movement = [], []
-    for number, (configuration, group) in enumerate(sorted(rows.groupby("configuration"), key=lambda item: item[0]), start=1):
-        trial_ids = sorted(group["trial_id"].unique(), key=lambda t: (seeds.get(t, 0) if seeds is not None else 0, t))
-        trial_id = trial_ids[0]
-        images = _images(group[group["trial_id"] == trial_id])
-        if images is None:
-            continue
-        name = f"interpolation_{number}.png"
-        save_figure(_interpolation_figure(images, f"{results.info.name}: {configuration}"), out_dir / name)
-        seed = f"seed {format_value(seeds.get(trial_id))}, " if seeds is not None else ""
-        pairs, steps = images["whole"].shape[:2]
-        figures.append(FigureFile(name, f"{configuration} ({seed}trial `{trial_id}`): {pairs} pairs of test images (rows; "
-                                  f"the first test image of class 2p to that of class 2p + 1), {steps} steps from t = 0 to 1 "
-                                  "(columns), decoded after interpolating the whole latent (left), only its first, "
-                                  "contrastive half (middle), only its second half (right)."))
-        change = [f"{np.abs(images[m][:, -1] - images[m][:, 0]).mean():.4f}" for m, _ in INTERPOLATION_MODES]
-        movement.append([configuration, *change])
-    paragraphs = [
-        "The paper reads these figures as: the contrastive half carries little of what the decoder draws (images stay "
-        "close to the start image when only it moves), the other half most of it. The table measures that: the mean "
-        "absolute pixel difference (pixels in [0, 1]) between the last and the first image of each interpolation."
-    ]
-    table = Table("Mean |x(t=1) - x(t=0)| per interpolation, averaged over pairs and pixels",
-                  ["configuration", *(label for _, label in INTERPOLATION_MODES)], movement)
-    return [Section(title, paragraphs, figures, [table])]
-
-
-def _images(rows: pd.DataFrame) -> dict[str, np.ndarray] | None:
-    """``{mode: (pairs, steps, C, H, W)}`` from one trial's rows; None if they are incomplete."""
-    shape_rows = rows[rows["metric"] == "grid_shape"].sort_values("index")
-    if len(shape_rows) != 5:
-        return None
-    shape = tuple(int(v) for v in shape_rows["value"])
-    images = {}
-    for mode, _ in INTERPOLATION_MODES:
-        values = rows[rows["metric"] == mode].sort_values("index")["value"].to_numpy(dtype=float)
-        if len(values) != np.prod(shape):
-            return None
-        images[mode] = values.reshape(shape)
-    return images
-
-
-def _mosaic(images: np.ndarray) -> np.ndarray:
-    """(pairs, steps, C, H, W) -> one (rows, columns[, 3]) picture with 1-pixel mid-grey gaps."""
-    pairs, steps, channels, height, width = images.shape
-    canvas = np.full((pairs * (height + 1) - 1, steps * (width + 1) - 1, channels), 0.5)
-    for p in range(pairs):
-        for s in range(steps):
-            canvas[p * (height + 1): p * (height + 1) + height, s * (width + 1): s * (width + 1) + width] = images[p, s].transpose(1, 2, 0)
-    return canvas[..., 0] if channels == 1 else canvas
-
-
-def _interpolation_figure(images: dict[str, np.ndarray], title: str) -> Figure:
-    mosaics = {mode: _mosaic(np.clip(images[mode], 0, 1)) for mode, _ in INTERPOLATION_MODES}
-    height, width = mosaics["whole"].shape[:2]
-    panel_width = 4.2
-    figure = Figure(figsize=(3 * panel_width + 0.4, panel_width * height / width + 0.9), layout="constrained")
-    for panel, (mode, label) in zip(figure.subplots(1, 3), INTERPOLATION_MODES):
-        mosaic = mosaics[mode]
-        panel.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-        panel.set_title(label, fontsize="medium")
-        panel.set_xticks([])
-        panel.set_yticks([])
-    figure.suptitle(re.sub(r"\s+", " ", title))
     return figure

@@ -64,7 +64,7 @@ from trainables.estimators import moco_info_nce, nats_to_bits
 from trainables.models import pixel_normalization
 from trainables.objectives import register_objective
 from trainables.objectives.base import Objective, float_in_range, integer, nonnegative_float
-from trainables.objectives.linear_evaluation import probe, probe_due
+from trainables.objectives.linear_evaluation import NOT_MEASURED, probe, probe_due
 
 NAME = "hybrid"
 INTERPOLATIONS = ("whole", "first_half", "second_half")
@@ -151,9 +151,9 @@ class HybridBound(Objective):
         return {"sse": terms["sse"], "mse": terms["sse"] / x[0].numel(), "info_nce": terms["info_nce"]}
 
     def epoch_metrics(self, data: Any, epoch: int) -> dict[str, float]:
-        """The linear probe on the whole latent (``train/acc``, ``test/acc``) every ``probe_every`` epochs."""
+        """The linear probe on the whole latent (``train/acc``, ``test/acc``) every ``probe_every`` epochs, else NaN."""
         if not probe_due(epoch, self.probe_every, int(self.config["epochs"])):
-            return {}
+            return dict(NOT_MEASURED)
         accuracy = probe(self.latent, data, int(self.config["eval_batch_size"]))
         return {"train/acc": accuracy["train_acc"], "test/acc": accuracy["test_acc"]}
 
