@@ -80,7 +80,7 @@ def build_reports(results_dir: str | Path, out_dir: str | Path | None = None) ->
     """Rebuild every report of the sweep in ``results_dir`` from its parquet files alone.
 
     Runs the sweep header and learning curves, then each report named in the metadata's
-    ``reports``, and writes ``report.md`` and ``report.html`` with the PNG figures beside them in
+    ``reports`` (and ``info_plane`` when the epochs carry its columns), and writes ``report.md`` and ``report.html`` with the PNG figures beside them in
     ``out_dir`` (default ``results_dir/reports``). Every file is written atomically; ``report.md``
     is written last, so it exists only when every report succeeded.
 
@@ -92,7 +92,10 @@ def build_reports(results_dir: str | Path, out_dir: str | Path | None = None) ->
         ValueError: the files or their metadata are malformed, or a report name is unknown.
     """
     results = load_results(results_dir)
-    functions = resolve_reports(results.info.reports)
+    names = list(results.info.reports)
+    if "info_plane" not in names and {"infoplane/izx_bits", "infoplane/hyz_bits"} <= set(results.epochs.columns):
+        names.append("info_plane")  # any sweep whose trials logged it (infoplane_every > 0) gets one
+    functions = resolve_reports(names)
     out = Path(out_dir) if out_dir is not None else results.directory / "reports"
     out.mkdir(parents=True, exist_ok=True)
 

@@ -20,9 +20,12 @@ Optional hooks, with defaults that do nothing:
   report and rows for ``evaluations.parquet``, each ``{"evaluation", "metric", "value", ...}``
   (e.g. the classifier's singular values, or decoders fitted on the frozen encoder).
   The harness calls it before the attacks, so it may fit what ``logits`` needs.
-- ``representation(x)``: ``(z, conditional_entropy)``, a sample of the representation Z of
-  pixels ``x`` (``(B, d)``) and h(Z | X = x) in nats per example (``(B,)``), for the
-  information plane (:mod:`trainables.evaluation.info_plane`); ``None`` (the default) skips it.
+- ``representation(x)``: the deterministic representation f(x) of pixels ``x``, ``(B, d)``, e.g.
+  for probes and for the information plane (:mod:`trainables.evaluation.info_plane`), which adds
+  zero-entropy noise to it; ``None`` (the default): the objective has none to measure.
+- ``representation_sample(x)``: for a stochastic encoder, ``(z, conditional_entropy)``: one
+  sample of Z given ``x`` (``(B, d)``) and h(Z | X = x) in nats (``(B,)``); the information
+  plane uses it instead of ``representation`` when it is not ``None`` (the default).
 """
 
 from __future__ import annotations
@@ -82,8 +85,12 @@ class Objective(nn.Module):
         """Post-training metrics and ``evaluations.parquet`` rows; none by default."""
         return {}, []
 
-    def representation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """A sample of Z given ``x`` (B, d) and h(Z | X = x) in nats (B,); None: no information plane."""
+    def representation(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The deterministic representation f(x), (B, d); None: no representation to measure."""
+        return None
+
+    def representation_sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A stochastic encoder's sample of Z given ``x`` (B, d) and h(Z | X = x) in nats (B,); None by default."""
         return None
 
 

@@ -58,7 +58,6 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from trainables.entropy_models import ENTROPY_MODELS, build_entropy_model
-from trainables.estimators import zero_entropy_noise
 from trainables.models import RESNET_STEMS, ResNet18Encoder, SmallConvEncoder, pixel_normalization
 from trainables.objectives import register_objective
 from trainables.objectives.base import Objective, choice, integer, nonnegative_float
@@ -129,15 +128,14 @@ class DeterministicInformationBottleneck(Objective):
         """Class logits through the straight-through rounding; call in eval mode (BatchNorm)."""
         return self.classifier(ste_round(self.features(x)))
 
-    def representation(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The rounded ``h_hat`` the classifier reads, plus zero-entropy noise; h(Z | X) = 0.
+    def representation(self, x: Tensor) -> Tensor:
+        """The rounded ``h_hat`` the classifier reads, (B, C).
 
-        ``h_hat`` is discrete; with the noise added, the k-NN h(Z) of the information plane
-        approaches the discrete entropy H(h_hat) (the quantity the rate prices) as the integer
-        lattice's spacing, 1, grows against the noise's standard deviation, 0.24.
+        ``h_hat`` is discrete; with the zero-entropy noise the information plane adds, its k-NN
+        h(Z) approaches the discrete entropy H(h_hat) (the quantity the rate prices) as the
+        integer lattice's spacing, 1, grows against the noise's standard deviation, 0.24.
         """
-        h_hat = torch.round(self.features(x))
-        return h_hat + zero_entropy_noise(h_hat.shape, device=h_hat.device, dtype=h_hat.dtype), h_hat.new_zeros(len(h_hat))
+        return torch.round(self.features(x))
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:

@@ -34,15 +34,28 @@ the same estimates on test batches (noise added as in training), ``izy_bits`` = 
 and ``acc``, the nearest class mean classifier: each class's mean of the training latents f(x)
 accumulated over the epoch just trained (no extra pass over the data); for a model with BatchNorm
 these are train-mode latents, so it is a monitor, not the paper's result. ``representation(x)``
-gives f(x) + zero-entropy noise for the information plane, with or without ``noise`` in training,
-so the no-noise ablation is measured with the same ruler.
+is f(x); the information plane adds zero-entropy noise to it with or without ``noise`` in
+training, so the no-noise ablation is measured with the same ruler.
 
 Config keys: ``beta`` in [0, 1); ``k`` (int >= 1, the neighbour); ``noise`` (bool, the paper's
 ablation is ``false``); ``encoder`` (resnet18 | small_conv), ``stem`` (resnet18), ``feature_dim``
-(small_conv width); ``latent_dim`` (K, a linear layer after the encoder; paper 256);
-``decoder_width``, ``decoder_blocks``, ``decoder_epochs`` (the residual decoder; paper 1024, 5).
+(small_conv width); ``latent_dim`` (K; paper 256: the encoder's features pass LayerNorm and a
+linear layer to K dimensions); ``decoder_width``, ``decoder_blocks``, ``decoder_epochs`` (the
+residual decoder; paper 1024 and 5).
 Paper protocol (section 5): ResNet-18, K = 256, Adam lr 5e-4, lr x sqrt(0.1) when the loss has
 not improved for 10 epochs, 150 epochs.
+
+The LayerNorm before the projection is ours (the paper says only "K = 256 continuous latent
+dimensions"). Without it the latent starts far below the noise (standard deviation over examples
+at initialisation: 0.003 for the small conv encoder on digits, 0.06 for ResNet-18, against the
+noise's 0.24), and the objective spends its first epochs in the noise or collapses there:
+``knn_ib_digits`` (lr 5e-4, 30 epochs, one seed), residual-decoder test accuracy at beta'' = 0,
+0.4, 0.6: 85%, 36%, 10% without it; 98%, 98%, 90% with it. LayerNorm rather than BatchNorm
+because it computes the same function in train and eval mode, so the per-epoch test metrics and
+the information plane (measured in eval mode) see the latent that is trained; with BatchNorm the
+running variance, started at 1 against features of variance 6e-4, lagged for tens of steps. The
+weights after it can still shrink the latent, and at beta'' >= 0.7 on digits they do: the latent
+collapses into the noise (residual decoder at chance, Gaussian decoder 50-60%).
 """
 
 from __future__ import annotations
@@ -98,7 +111,8 @@ class KnnInformationBottleneck(Objective):
         in_channels = self.input_shape[0]
         self.normalize = pixel_normalization(in_channels)
         self.encoder = ResNet18Encoder(in_channels, stem) if encoder == "resnet18" else SmallConvEncoder(in_channels, feature_dim)
-        self.projection = nn.Sequential(nn.BatchNorm1d(self.encoder.feature_dim), nn.Linear(self.encoder.feature_dim, latent_dim))
+        # LayerNorm before the projection starts the latent at O(1) against the noise (module docstring)
+        self.projection = nn.Sequential(nn.LayerNorm(self.encoder.feature_dim), nn.Linear(self.encoder.feature_dim, latent_dim))
         # Trained only by final_evaluations; the main loss never reaches it (its grads stay None).
         self.decoder = ResidualFCDecoder(latent_dim, self.num_classes, width=integer(config, "decoder_width", "knn_ib", minimum=1),
                                          blocks=integer(config, "decoder_blocks", "knn_ib", minimum=0))
@@ -111,15 +125,14 @@ class KnnInformationBottleneck(Objective):
         """The deterministic latent f(x), (B, K), of pixels in [0, 1]."""
         return self.projection(self.encoder(self.normalize(x)))
 
-    def _with_noise(self, z: Tensor, *, always: bool = False) -> Tensor:
-        if not (self.noise or always):
+    def _with_noise(self, z: Tensor) -> Tensor:
+        if not self.noise:
             return z
         return z + zero_entropy_noise(z.shape, device=z.device, dtype=z.dtype)
 
-    def representation(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """f(x) + zero-entropy noise and h(Z | X) = 0, whether or not training added noise."""
-        z = self._with_noise(self.latent(x), always=True)
-        return z, z.new_zeros(len(z))
+    def representation(self, x: Tensor) -> Tensor:
+        """f(x); the information plane adds zero-entropy noise, whether or not training did."""
+        return self.latent(x)
 
     # ---- training --------------------------------------------------------------------------------
     def start_epoch(self, epoch: int) -> None:

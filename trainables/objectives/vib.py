@@ -73,7 +73,11 @@ class VariationalInformationBottleneck(Objective):
         mean, std = self.encoder(x)
         return self.decoder(mean + std * torch.randn_like(std))
 
-    def representation(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def representation(self, x: Tensor) -> Tensor:
+        """The posterior mean, (B, K)."""
+        return self.encoder(x)[0]
+
+    def representation_sample(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """One posterior sample z ~ N(mean(x), diag(std(x)^2)), and h(Z | X = x) of that Gaussian in nats.
 
         The information plane's I(X; Z) is then h(Z) (k-NN, on these samples) minus the mean of

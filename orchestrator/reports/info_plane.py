@@ -1,0 +1,140 @@
+"""Report ``info_plane``: each trial's path through the information plane (Kirsch, Lyle and Gal, Fig. 2).
+
+Reads ``infoplane/izx_bits`` (I(X; Z), "preserved information") and ``infoplane/hyz_bits`` (an
+upper bound on H(Y | Z), "residual information") from ``epochs.parquet``, as the harness logs
+them every ``infoplane_every`` epochs (trainables/evaluation/info_plane.py,
+docs/information_plane.md). ``info_plane.png`` draws one trajectory per trial, coloured by beta,
+faint at its first measured epoch and opaque at its last (marked with a dot); one panel per
+configuration of the swept axes other than beta, with a dotted vertical line at the median of
+``infoplane/izx_floor_bits``, the k-NN reading of pure noise of the same size (I(X; Z) = 0; the
+estimator's bias in high dimensions puts it above 0). When the trials also logged their own rate on
+the same subset (``infoplane/rate_bits``: VIB's KL bound, DIB's code length, knn_ib's k-NN H[Z]),
+``info_plane_rate.png`` draws the same paths with that rate on the x axis. A table gives the
+last measured epoch's values per beta, mean ± sample std over the seeds of finished trials.
+
+``orchestrator.reports.build_reports`` adds this report to any sweep whose epochs carry the
+columns, whether or not the sweep names it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.collections import LineCollection
+from matplotlib.colors import to_rgba
+
+from orchestrator.reports import register_report
+from orchestrator.reports.common import SweepResults, config_column, format_mean_std, format_value, summarize_over_seeds
+from orchestrator.reports.document import FigureFile, Section, Table, save_figure
+from orchestrator.reports.evaluation_data import beta_label, other_axes
+from orchestrator.reports.panels import beta_colors, beta_legend, panel_grid
+from orchestrator.reports.versus_beta import configuration_label, counts_sentence
+
+TITLE = "Information plane"
+IZX, HYZ, RATE, FLOOR = "infoplane/izx_bits", "infoplane/hyz_bits", "infoplane/rate_bits", "infoplane/izx_floor_bits"
+FILE_NAME, RATE_FILE_NAME = "info_plane.png", "info_plane_rate.png"
+FAINTEST = 0.15  # alpha of a trajectory's first epoch; its last is opaque
+
+
+def has_info_plane(results: SweepResults) -> bool:
+    """Whether some epoch of the sweep logged both information-plane coordinates."""
+    epochs = results.epochs
+    return IZX in epochs.columns and HYZ in epochs.columns and bool((epochs[IZX].notna() & epochs[HYZ].notna()).any())
+
+
+@register_report("info_plane")
+def info_plane(results: SweepResults, out_dir: Path) -> list[Section]:
+    """``info_plane.png`` (and ``info_plane_rate.png``) and the last epoch's table."""
+    if not has_info_plane(results):
+        return [Section(TITLE, [f"No trial logged `{IZX}` and `{HYZ}` (set `infoplane_every` > 0), so there is no "
+                                "information plane."])]
+    points = _points(results)
+    paragraphs = [
+        "Each trial's representation on a fixed held-out subset of the test set, measured after every "
+        f"`infoplane_every` epochs: I(X;Z) = h(Z) - h(Z|X) with h(Z) the k-NN (Kozachenko-Leonenko) estimate "
+        "and H(Y|Z) bounded above by the held-out cross-entropy of a logistic regression on Z "
+        "(docs/information_plane.md). One line per trial, coloured by beta, faint at its first measured epoch "
+        "and opaque at its last (dot); lower right is compressed but uninformative, lower left is the goal.",
+        counts_sentence(results),
+    ]
+    figures = [_figure_file(results, points, IZX, out_dir / FILE_NAME,
+                            "I(X;Z), bits (k-NN h(Z) - h(Z|X))", "I(X;Z) by the k-NN ruler")]
+    if RATE in points.columns and points[RATE].notna().any():
+        figures.append(_figure_file(results, points, RATE, out_dir / RATE_FILE_NAME,
+                                    "the objective's own rate, bits per example", "the objective's own rate"))
+        paragraphs.append(f"`{RATE_FILE_NAME}` draws the same paths against the rate each objective reports itself, "
+                          "on the same subset (VIB: its KL upper bound; DIB: the entropy model's code length; "
+                          "knn_ib: its k-NN H[Z]).")
+    return [Section(TITLE, paragraphs, figures, _tables(results, points))]
+
+
+def _points(results: SweepResults) -> pd.DataFrame:
+    """Epoch rows with both coordinates, plus ``beta`` (float, NaN without a beta axis) and ``configuration``."""
+    epochs = results.epochs
+    points = epochs[epochs[IZX].notna() & epochs[HYZ].notna()].copy()
+    points["beta"] = pd.to_numeric(points[config_column("beta")]).astype("float64") if "beta" in results.info.axes else math.nan
+    others = other_axes(results)
+    points["configuration"] = [
+        configuration_label(others, tuple(format_value(v) for v in values))
+        for values in points[[config_column(axis) for axis in others]].itertuples(index=False, name=None)
+    ] if others else "all trials"
+    return points.sort_values(["trial_id", "epoch"])
+
+
+def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, path: Path, x_label: str, what: str) -> FigureFile:
+    configurations = sorted(points["configuration"].unique())
+    betas = sorted(points["beta"].dropna().unique().tolist()) or [math.nan]
+    color_of, norm = beta_colors(betas)
+    figure, panels = panel_grid(len(configurations), width=5.0, height=4.0)
+    for panel, configuration in zip(panels, configurations):
+        for _, trial in points[points["configuration"] == configuration].groupby("trial_id", sort=True):
+            trial = trial.dropna(subset=[x_metric])
+            if trial.empty:
+                continue
+            beta = float(trial["beta"].iloc[0])
+            color = color_of(math.nan if math.isnan(beta) else beta)
+            x, y = trial[x_metric].to_numpy(float), trial[HYZ].to_numpy(float)
+            alphas = np.linspace(FAINTEST, 1.0, max(len(x) - 1, 1))
+            segments = np.stack([np.column_stack([x[:-1], y[:-1]]), np.column_stack([x[1:], y[1:]])], axis=1)
+            if len(segments):
+                panel.add_collection(LineCollection(segments, colors=[to_rgba(color, a) for a in alphas], linewidths=1.5))
+            panel.plot(x[-1:], y[-1:], marker="o", markersize=5, color=color, linestyle="none")
+        floors = points.loc[points["configuration"] == configuration, FLOOR].dropna() if FLOOR in points else []
+        if x_metric == IZX and len(floors):
+            panel.axvline(float(np.median(floors)), color="grey", linestyle=":", linewidth=1.2)
+            panel.annotate("k-NN reading of pure noise (I = 0)", (float(np.median(floors)), 1.0), xycoords=("data", "axes fraction"),
+                           xytext=(3, -3), textcoords="offset points", fontsize="x-small", color="grey", va="top", rotation=90)
+        panel.autoscale()
+        panel.set_title(configuration, fontsize="medium")
+        panel.set_xlabel(x_label)
+        panel.set_ylabel("H(Y|Z) upper bound, bits (held-out CE)")
+        panel.grid(True, alpha=0.3)
+    figure.suptitle(f"{results.info.name}: information plane\none line per trial, faint = early epochs, dot = last")
+    beta_legend(figure, panels, betas, color_of, norm)
+    save_figure(figure, path)
+    caption = (f"{results.info.name}: H(Y|Z) (upper bound) against {what}, one trajectory per trial coloured by beta, "
+               "transparency by epoch (opaque = last, marked)"
+               + ("; dotted: the k-NN reading of pure noise of the same size, where I(X;Z) = 0." if x_metric == IZX else "."))
+    return FigureFile(path.name, caption)
+
+
+def _tables(results: SweepResults, points: pd.DataFrame) -> list[Table]:
+    finished = set(results.finished["trial_id"])
+    last = points[points["trial_id"].isin(finished)].groupby("trial_id", sort=False).tail(1)
+    if last.empty:
+        return []
+    axes = [axis for axis in results.info.axes if axis != "beta"] + (["beta"] if "beta" in results.info.axes else [])
+    metrics = [m for m in (IZX, FLOOR, HYZ, RATE) if m in last.columns and last[m].notna().any()]
+    summaries = {m: summarize_over_seeds(last, m, axes) for m in metrics}
+    rows = []
+    for index, row in summaries[IZX].iterrows():  # the same groups, in the same order, for every metric
+        labels = [format_value(row[config_column(axis)]) for axis in axes if axis != "beta"]
+        beta = beta_label(float(row[config_column("beta")])) if "beta" in axes else "all trials"
+        cells = [format_mean_std(summaries[m].loc[index, "mean"], summaries[m].loc[index, "std"], int(summaries[m].loc[index, "n"]))
+                 for m in metrics]
+        rows.append([*labels, beta, *cells])
+    header = [*(axis for axis in axes if axis != "beta"), "beta", *(f"`{m}`" for m in metrics)]
+    return [Table("The last measured epoch of each finished trial: mean ± sample std over seeds (n)", header, rows)]

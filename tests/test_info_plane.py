@@ -1,0 +1,200 @@
+"""The information plane: its measurement against closed forms, the hooks, the harness cadence, the report."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from search_spaces import get_sweep  # noqa: E402
+from trainables.data import load_dataset  # noqa: E402
+from trainables.estimators import ZERO_ENTROPY_STD  # noqa: E402
+from trainables.evaluation.info_plane import held_out_cross_entropy_bits, info_plane  # noqa: E402
+from trainables.harness import run_trial  # noqa: E402
+from trainables.objectives import build_objective  # noqa: E402
+
+CONFIG = {"seed": 0, "eval_batch_size": 1000}
+BITS = math.log(2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Identity:
+    """A deterministic 'encoder' whose representation is its input, (N, d)."""
+
+    def representation(self, x):
+        return x
+
+    def evaluate(self, x, y):
+        raise NotImplementedError
+
+
+class GaussianPosterior(Identity):
+    """A stochastic encoder: z = x + s * eps, with h(Z | X = x) = d/2 log(2 pi e s^2)."""
+
+    def __init__(self, s):
+        self.s = s
+
+    def representation_sample(self, x):
+        d = x.shape[1]
+        return x + self.s * torch.randn_like(x), torch.full((len(x),), 0.5 * d * math.log(2 * math.pi * math.e * self.s**2))
+
+
+def gaussian_inputs(n=2000, d=3, scale=1.0, seed=0):
+    return scale * torch.randn(n, d, generator=torch.Generator().manual_seed(seed)), torch.randint(0, 10, (n,))
+
+
+def test_deterministic_encoder_plus_zero_entropy_noise_matches_the_closed_form():
+    """X ~ N(0, s^2 I_3); Z = X + zero-entropy noise ~ N(0, (s^2 + 1/(2 pi e)) I), I(X;Z) = h(Z).
+
+    Tolerance 0.3 bits: the estimator's largest deviation over 20 seeds for a 3-d Gaussian at
+    N = 2000 was 0.16 nats = 0.23 bits (tests/test_knn_entropy.py).
+    """
+    x, y = gaussian_inputs(scale=2.0)
+    exact = 0.5 * 3 * math.log(2 * math.pi * math.e * (4.0 + ZERO_ENTROPY_STD**2)) / BITS
+    metrics = info_plane(Identity(), x, y, CONFIG)
+    assert set(metrics) == {"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/hyz_bits"}  # no rate
+    assert metrics["infoplane/izx_bits"] == pytest.approx(exact, abs=0.3)
+    assert metrics["infoplane/izx_floor_bits"] == pytest.approx(0.0, abs=0.3)  # zero-entropy noise: h = 0
+
+
+def test_stochastic_encoder_subtracts_its_conditional_entropy():
+    """Z = X + s eps with X ~ N(0, m^2 I): I(X;Z) = d/2 log2((m^2 + s^2) / s^2)."""
+    x, y = gaussian_inputs(scale=3.0)
+    exact = 0.5 * 3 * math.log2((9.0 + 0.25) / 0.25)
+    assert info_plane(GaussianPosterior(0.5), x, y, CONFIG)["infoplane/izx_bits"] == pytest.approx(exact, abs=0.3)
+
+
+def test_conditional_entropy_bound_against_known_label_noise():
+    """Labels y = i mod 10 on N(0, I_4) points; classes 0-3 moved 20 apart, 4-9 left together.
+
+    Independent of Z: H(Y|Z) = log2 10. Classes 0-3 separated: Z names one of 5 groups and the
+    shared group (probability 0.6) leaves 6 labels equally likely: H(Y|Z) = 0.6 log2 6 = 1.55 bits.
+    With labels 4-9 merged into one, Z determines Y: H(Y|Z) = 0. Tolerances: the held-out
+    regression's excess over H(Y|Z) for 500 fitting points.
+    """
+    x, _ = gaussian_inputs(n=1000, d=4)
+    labels = torch.arange(1000) % 10
+    assert held_out_cross_entropy_bits(x, labels, seed=0) == pytest.approx(math.log2(10), abs=0.05)
+    separated = x + 20.0 * torch.nn.functional.one_hot(labels, 10)[:, :4].float()
+    assert held_out_cross_entropy_bits(separated, labels, seed=0) == pytest.approx(0.6 * math.log2(6), abs=0.15)
+    assert held_out_cross_entropy_bits(separated, labels.clamp(max=4), seed=0) < 0.05
+
+
+def test_the_measurement_repeats_and_leaves_the_training_rng_alone():
+    x, y = gaussian_inputs()
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    first = info_plane(Identity(), x, y, CONFIG)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert info_plane(Identity(), x, y, CONFIG) == first
+
+
+def test_no_representation_no_plane_and_too_few_examples():
+    class Nothing(Identity):
+        def representation(self, x):
+            return None
+
+    x, y = gaussian_inputs(n=10)
+    assert info_plane(Nothing(), x, y, CONFIG) == {}
+    with pytest.raises(ValueError, match="at least 4 test examples with labels, got 3 images and 3 labels"):
+        info_plane(Identity(), x[:3], y[:3], CONFIG)
+
+
+def test_vib_and_dib_hooks():
+    data = load_dataset("digits", data_dir="unused", device="cpu", train_subset=64, test_subset=64)
+    vib = build_objective(get_sweep("vib_digits").trial_configs()[0], data.input_shape, 10).eval()
+    with torch.no_grad():
+        mean, std = vib.encoder(data.test_x)
+        z, conditional = vib.representation_sample(data.test_x)
+        expected = torch.distributions.Normal(mean, std).entropy().sum(-1)
+    torch.testing.assert_close(conditional, expected, rtol=1e-5, atol=1e-3)
+    assert z.shape == mean.shape and not torch.equal(z, mean)
+    torch.testing.assert_close(vib.representation(data.test_x), mean)
+    metrics = info_plane(vib, data.test_x, data.test_y, {**CONFIG, "eval_batch_size": 30})
+    assert {"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/hyz_bits", "infoplane/rate_bits"} == set(metrics)
+
+    dib = build_objective(get_sweep("dib_digits").trial_configs()[0], data.input_shape, 10).eval()
+    with torch.no_grad():
+        h_hat = dib.representation(data.test_x)
+    torch.testing.assert_close(h_hat, torch.round(dib.features(data.test_x)))
+    assert dib.representation_sample(data.test_x) is None
+
+
+@pytest.mark.parametrize("every, measured", [(2, [2, 3]), (1, [1, 2, 3]), (0, [])])
+def test_the_harness_measures_every_n_epochs_and_the_last(every, measured, tmp_path):
+    config = get_sweep("vib_digits").with_overrides(smoke=True).trial_configs()[0]
+    config.update(epochs=3, train_subset=200, test_subset=100, infoplane_every=every, infoplane_subset=100,
+                  evaluations="")
+    reports = []
+    run_trial(config, data_dir=tmp_path, device=torch.device("cpu"), report=lambda m, d: reports.append(m))
+    assert [m["epoch"] for m in reports if "infoplane/izx_bits" in m] == measured
+    assert all("infoplane/rate_bits" in m for m in reports if "infoplane/izx_bits" in m)
+
+
+def test_spec_validates_the_harness_keys():
+    with pytest.raises(ValueError, match="infoplane_every=-1: expected a value >= 0"):
+        get_sweep("vib_digits").with_overrides({"infoplane_every": -1})
+    with pytest.raises(ValueError, match="infoplane_subset=0: expected a value > 0"):
+        get_sweep("vib_digits").with_overrides({"infoplane_subset": 0})
+    with pytest.raises(ValueError, match="lr_schedule='plateu': expected one of step, cosine, plateau"):
+        get_sweep("vib_digits").with_overrides({"lr_schedule": "plateu"})
+
+
+# ---- the report ------------------------------------------------------------------------------
+
+def add_info_plane_columns(directory, *, rate=True):
+    """Give the fake sweep of tests/test_reports.py information-plane columns (beta compresses)."""
+    table = pq.read_table(directory / "epochs.parquet")
+    frame = table.to_pandas()
+    frame["infoplane/izx_bits"] = 10.0 / (1 + 10 * frame["config/beta"]) + frame["epoch"]
+    frame["infoplane/hyz_bits"] = 3.0 / frame["epoch"] + frame["config/beta"]
+    frame["infoplane/izx_floor_bits"] = 0.5 * frame["config/latent_dim"]
+    if rate:
+        frame["infoplane/rate_bits"] = 2 * frame["infoplane/izx_bits"]
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata),
+                   directory / "epochs.parquet")
+
+
+def test_info_plane_report_is_added_to_any_sweep_that_logged_it(tmp_path):
+    from orchestrator.reports import build_reports
+    from tests.test_reports import PNG_SIGNATURE, markdown_table, write_fake_sweep
+
+    directory = write_fake_sweep(tmp_path / "results")
+    assert "Information plane" not in build_reports(directory).read_text()
+    add_info_plane_columns(directory)
+    text = build_reports(directory).read_text()
+    assert "## Information plane" in text
+    for name in ("info_plane.png", "info_plane_rate.png"):
+        assert (directory / "reports" / name).read_bytes().startswith(PNG_SIGNATURE)
+    rows = markdown_table(text, "The last measured epoch")
+    assert rows[0] == ["latent_dim", "beta", "`infoplane/izx_bits`", "`infoplane/izx_floor_bits`", "`infoplane/hyz_bits`",
+                       "`infoplane/rate_bits`"]
+    # beta = 0, latent_dim = 2: izx = 10 + 3 at the last epoch for both seeds; the ERROR trial is left out
+    assert rows[1][:4] == ["2", "CE (beta=0)", "13 ± 0 (2)", "1 ± 0 (2)"]
+    assert rows[-1][:2] == ["8", "beta=1"] and rows[-1][2].endswith("(2)")
+
+
+def test_info_plane_report_without_the_columns_says_so(tmp_path):
+    from orchestrator.reports import load_results
+    from orchestrator.reports.info_plane import info_plane as report
+    from tests.test_reports import write_fake_sweep
+
+    sections = report(load_results(write_fake_sweep(tmp_path / "results")), tmp_path)
+    assert "no information plane" in sections[0].paragraphs[0] and not sections[0].figures
+    sweep = json.loads(pq.read_schema(tmp_path / "results" / "final.parquet").metadata[b"sweep"])
+    assert "info_plane" not in sweep["reports"]

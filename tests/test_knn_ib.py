@@ -1,0 +1,184 @@
+"""The knn_ib objective (Kirsch, Lyle and Gal): its loss, config checks, decoders, and a whole trial."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from search_spaces import get_sweep
+from trainables.data import class_balanced_batch_indices, load_dataset
+from trainables.estimators import class_conditional_knn_entropy, knn_entropy, nats_to_bits
+from trainables.harness import run_trial
+from trainables.objectives import build_objective
+from trainables.objectives.base import Objective
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def smoke_config(**changes):
+    config = get_sweep("knn_ib_digits").with_overrides(smoke=True).trial_configs()[0]
+    return {**config, **changes}
+
+
+def digits(train_subset=300):
+    return load_dataset("digits", data_dir="unused", device="cpu", train_subset=train_subset, test_subset=100)
+
+
+def balanced_batch(data, size=200, seed=0):
+    index = class_balanced_batch_indices(data.train_y, size, generator=torch.Generator().manual_seed(seed))[0]
+    return data.train_x[index], data.train_y[index]
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_loss_falls_over_20_steps(beta):
+    torch.manual_seed(0)
+    data = digits()
+    objective = build_objective(smoke_config(beta=beta), data.input_shape, data.num_classes)
+    optimizer = torch.optim.Adam(objective.parameters(), lr=1e-3)
+    x, y = balanced_batch(data)
+    losses = []
+    for _ in range(20):
+        loss = objective(x, y)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    # measured: beta 0 from -1.2 to about -2.2 nats; a step of noise is about 0.1
+    assert sum(losses[-5:]) / 5 < losses[0] - 0.3, losses
+
+
+def test_terms_are_the_papers_loss_on_the_same_noise():
+    data = digits()
+    objective = build_objective(smoke_config(beta=0.3), data.input_shape, data.num_classes)
+    x, y = balanced_batch(data, 100)
+    torch.manual_seed(1)
+    terms = objective(x, y)
+    torch.manual_seed(1)
+    z = objective._with_noise(objective.latent(x))  # the same noise draw
+    h_z = knn_entropy(z)
+    h_z_given_y = class_conditional_knn_entropy(z, y, num_classes=10)
+    torch.testing.assert_close(terms["loss"], h_z_given_y + (0.3 - 1) * h_z)
+    torch.testing.assert_close(terms["h_z_bits"], nats_to_bits(h_z.detach()))
+    torch.testing.assert_close(terms["h_z_given_y_bits"], nats_to_bits(h_z_given_y.detach()))
+    assert terms["rate_bits"] == terms["h_z_bits"]
+    # the decoder is not trained through this loss
+    terms["loss"].backward()
+    assert all(p.grad is None for p in objective.decoder.parameters())
+    assert objective.projection[-1].weight.grad is not None
+
+
+def test_noise_switch():
+    data = digits()
+    x, y = balanced_batch(data, 100)
+    quiet = build_objective(smoke_config(noise=False), data.input_shape, data.num_classes)
+    assert quiet(x, y)["loss"] == quiet(x, y)["loss"]
+    noisy = build_objective(smoke_config(noise=True), data.input_shape, data.num_classes)
+    assert noisy(x, y)["loss"] != noisy(x, y)["loss"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"beta": 1.0}, "knn_ib: beta must be a number in [0, 1) (the paper's beta''), got 1.0"),
+    ({"beta": -0.1}, "got -0.1"),
+    ({"noise": "yes"}, "knn_ib: noise must be true or false, got 'yes'"),
+    ({"batch_sampler": "random"}, "batch_sampler must be class_balanced"),
+    ({"batch_size": 15}, "batch_size 15 gives 1 examples per class, need more than k = 1: batch_size >= 20"),
+    ({"k": 0}, "k must be an int >= 1, got 0"),
+])
+def test_config_errors_name_the_value(changes, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        build_objective(smoke_config(**changes), (1, 8, 8), 10)
+
+
+@pytest.mark.parametrize("beta", [1.0, 1.5, -0.5])
+def test_sweep_validation_keeps_beta_in_the_unit_interval(beta):
+    with pytest.raises(ValueError, match=f"beta={beta!r}"):
+        get_sweep("knn_ib_digits").with_overrides({"beta": [0.5, beta]})
+    spec = get_sweep("knn_ib_digits").with_overrides({"beta": [0.0, 0.99], "noise": False})  # the no-noise ablation
+    assert spec.config["noise"] is False and spec.grid["beta"] == (0.0, 0.99)
+
+
+def test_a_whole_trial_fits_decoders_before_the_attacks(tmp_path):
+    """Synthetic clusters: decoders near 100%, FGSM through the fitted residual decoder, info plane logged."""
+    config = smoke_config(dataset="synthetic", epochs=2, beta=0.4, eval_subset=500, infoplane_every=1,
+                          infoplane_subset=200, decoder_epochs=10, decoder_width=64, train_subset=0, test_subset=0)
+    reports = []
+    torch.manual_seed(0)
+    run_trial(config, data_dir=tmp_path, device=torch.device("cpu"), report=lambda m, d: reports.append(m))
+    assert [m["epoch"] for m in reports] == [1, 2]
+    last = reports[-1]
+    assert last["decoder/gmm_acc"] > 0.9 and last["decoder/resfc_acc"] > 0.9
+    # the attacks ran on the residual decoder (all 500 test points): the same clean accuracy
+    assert last["robust/clean_acc"] == pytest.approx(last["decoder/resfc_acc"])
+    assert last["robust/fgsm_acc_eps0.2"] <= last["robust/clean_acc"]
+    for metrics in reports:
+        assert {"infoplane/izx_bits", "infoplane/hyz_bits", "infoplane/rate_bits", "test/acc", "test/rate_bits",
+                "train/h_z_given_y_bits"} <= set(metrics)
+    assert last["infoplane/hyz_bits"] < math.log2(10)
+
+
+class ConstantLoss(Objective):
+    """A loss that never improves (or, with ``falling``, always does), to watch the plateau schedule."""
+
+    def __init__(self, config, input_shape, num_classes, falling=False):
+        super().__init__(config, input_shape, num_classes)
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.falling, self.epoch = falling, 0
+
+    def start_epoch(self, epoch):
+        self.epoch = epoch
+
+    def forward(self, x, y):
+        value = 10.0 - self.epoch if self.falling else 1.0
+        return {"loss": 0 * self.weight + value}
+
+    @torch.no_grad()
+    def evaluate(self, x, y):
+        return {"acc": torch.tensor(0.0)}
+
+
+@pytest.mark.parametrize("falling, expected", [(False, [1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4]), (True, [1e-3] * 7)])
+def test_plateau_schedule_cuts_the_lr_after_patience_epochs(falling, expected, tmp_path, monkeypatch):
+    import trainables.harness as harness
+
+    monkeypatch.setattr(harness, "build_objective", lambda c, shape, n: ConstantLoss(c, shape, n, falling))
+    config = smoke_config(epochs=7, lr=1e-3, lr_schedule="plateau", lr_decay=0.5, lr_patience=2, evaluations="",
+                          infoplane_every=0)
+    reports = []
+    run_trial(config, data_dir=tmp_path, device=torch.device("cpu"), report=lambda m, d: reports.append(m))
+    assert [m["lr"] for m in reports] == pytest.approx(expected)
+
+
+class FittedAfterTraining(ConstantLoss):
+    """A classifier that exists only once ``final_evaluations`` has run, as knn_ib's decoder."""
+
+    def __init__(self, config, input_shape, num_classes):
+        super().__init__(config, input_shape, num_classes)
+        self.head = torch.nn.Linear(64, num_classes)
+        self.fitted = False
+
+    def logits(self, x):
+        if not self.fitted:
+            raise RuntimeError("attacked before final_evaluations fitted the decoder")
+        return self.head(x.flatten(1))
+
+    def final_evaluations(self, data):
+        self.fitted = True
+        return {"decoder/fitted": 1.0}, []
+
+
+def test_the_harness_fits_decoders_before_it_attacks(tmp_path, monkeypatch):
+    import trainables.harness as harness
+
+    monkeypatch.setattr(harness, "build_objective", FittedAfterTraining)
+    config = smoke_config(epochs=1, evaluations="fgsm", infoplane_every=0)
+    reports = []
+    run_trial(config, data_dir=tmp_path, device=torch.device("cpu"), report=lambda m, d: reports.append(m))
+    assert reports[-1]["decoder/fitted"] == 1.0 and "robust/fgsm_acc_eps0.2" in reports[-1]
