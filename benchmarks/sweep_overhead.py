@@ -1,0 +1,61 @@
+"""What Ray Tune, MLflow logging, parquet and reports add to a sweep of short trials.
+
+The same 8 trials (vib_digits, 8 betas, K = 256) run twice in one invocation, one at a time on
+one thread each: in-process through :func:`trainables.harness.run_trial` (the baseline: compute
+only), and through the whole CLI path (``python -m orchestrator.sweep``: local Ray start, Tune,
+checkpoints, the MLflow callback on SQLite, parquet and reports). Overhead = (CLI wall clock -
+in-process wall clock) / in-process wall clock. The issue's target: at most 10% for trials of
+about 20 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+BETAS = "[1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 0.3, 1.0]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks sweep_overhead")
+    parser.add_argument("--epochs", type=int, default=130, help="epochs per trial (130: about 20 s on one core)")
+    args = parser.parse_args(argv)
+
+    from benchmarks.common import machine
+    from search_spaces import get_sweep
+    from trainables.harness import run_trial
+
+    sets = {"beta": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 0.3, 1.0], "latent_dim": 256}
+    spec = get_sweep("vib_digits").with_overrides(sets, epochs=args.epochs)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as scratch:
+        start = time.perf_counter()
+        per_trial = []
+        for config in spec.trial_configs():
+            t = time.perf_counter()
+            run_trial(config, data_dir=scratch, device=torch.device("cpu"), report=lambda metrics, directory: None)
+            per_trial.append(time.perf_counter() - t)
+        in_process = time.perf_counter() - start
+
+        command = [sys.executable, "-m", "orchestrator.sweep", "vib_digits", "--set", f"beta={BETAS}",
+                   "--set", "latent_dim=256", "--epochs", str(args.epochs), "--max-concurrent", "1",
+                   "--storage", str(Path(scratch) / "ray_results"), "--tracking-uri", f"sqlite:///{scratch}/mlflow.db"]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=scratch)
+        through_tune = time.perf_counter() - start
+    if done.returncode != 0:
+        print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
+        return 1
+    overhead = (through_tune - in_process) / in_process
+    print(f"machine: {machine()}")
+    print(f"8 trials x {args.epochs} epochs, one at a time, one thread each")
+    print(f"in-process (compute only): {in_process:.1f} s (trials {min(per_trial):.1f}-{max(per_trial):.1f} s)")
+    print(f"through the CLI (Ray, Tune, MLflow, parquet, reports): {through_tune:.1f} s")
+    print(f"overhead: {overhead:.1%} of the trials' compute")
+    return 0
