@@ -153,3 +153,16 @@ class SmallConvEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+
+ENCODERS = ("resnet18", "small_conv")
+
+
+def build_encoder(name: str, in_channels: int, *, stem: str, feature_dim: int) -> nn.Module:
+    """The deterministic image encoder an objective's config names: ``resnet18`` (512-d, ``stem``)
+    or ``small_conv`` (``feature_dim``-d). Both expose ``.feature_dim``."""
+    if name == "resnet18":
+        return ResNet18Encoder(in_channels, stem)
+    if name == "small_conv":
+        return SmallConvEncoder(in_channels, feature_dim)
+    raise ValueError(f"encoder {name!r}: expected one of {', '.join(ENCODERS)}")

@@ -58,12 +58,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from trainables.entropy_models import ENTROPY_MODELS, build_entropy_model
-from trainables.models import RESNET_STEMS, ResNet18Encoder, SmallConvEncoder, pixel_normalization
+from trainables.models import ENCODERS, RESNET_STEMS, build_encoder, pixel_normalization
 from trainables.objectives import register_objective
 from trainables.objectives.base import Objective, choice, integer, nonnegative_float
-
-ENCODERS = ("resnet18", "small_conv")
-
 
 def ste_round(h: Tensor) -> Tensor:
     """``round(h)`` forward, identity backward (the straight-through estimator)."""
@@ -92,10 +89,7 @@ class DeterministicInformationBottleneck(Objective):
 
         in_channels = self.input_shape[0]
         self.normalize = pixel_normalization(in_channels)
-        if encoder == "resnet18":
-            self.encoder = ResNet18Encoder(in_channels, stem)
-        else:
-            self.encoder = SmallConvEncoder(in_channels, feature_dim)
+        self.encoder = build_encoder(encoder, in_channels, stem=stem, feature_dim=feature_dim)
         channels = self.encoder.feature_dim
         self.entropy_model = build_entropy_model(entropy_model, channels)
         self.classifier = nn.Linear(channels, self.num_classes)

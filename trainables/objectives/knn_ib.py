@@ -70,11 +70,9 @@ from torch import Tensor, nn
 from trainables.estimators import (ZERO_ENTROPY_STD, class_conditional_knn_entropy, knn_entropy, nats_to_bits,
                                    zero_entropy_noise)
 from trainables.evaluation.decoders import GaussianClassDecoder, ResidualFCDecoder, fit_residual_decoder
-from trainables.models import RESNET_STEMS, ResNet18Encoder, SmallConvEncoder, pixel_normalization
+from trainables.models import ENCODERS, RESNET_STEMS, build_encoder, pixel_normalization
 from trainables.objectives import register_objective
 from trainables.objectives.base import Objective, choice, integer
-
-ENCODERS = ("resnet18", "small_conv")
 
 
 def unit_interval_float(config: Mapping[str, Any], key: str, objective: str) -> float:
@@ -110,7 +108,7 @@ class KnnInformationBottleneck(Objective):
 
         in_channels = self.input_shape[0]
         self.normalize = pixel_normalization(in_channels)
-        self.encoder = ResNet18Encoder(in_channels, stem) if encoder == "resnet18" else SmallConvEncoder(in_channels, feature_dim)
+        self.encoder = build_encoder(encoder, in_channels, stem=stem, feature_dim=feature_dim)
         # LayerNorm before the projection starts the latent at O(1) against the noise (module docstring)
         self.projection = nn.Sequential(nn.LayerNorm(self.encoder.feature_dim), nn.Linear(self.encoder.feature_dim, latent_dim))
         # Trained only by final_evaluations; the main loss never reaches it (its grads stay None).

@@ -60,7 +60,7 @@ from trainables.augment import ViewAugmentation
 from trainables.autoencoder import MLPHead
 from trainables.entropy_models import ENTROPY_MODELS, build_entropy_model
 from trainables.estimators import nt_xent
-from trainables.models import RESNET_STEMS, ResNet18Encoder, SmallConvEncoder, pixel_normalization
+from trainables.models import RESNET_STEMS, build_encoder, pixel_normalization
 from trainables.objectives import register_objective
 from trainables.objectives.base import Objective, choice, float_in_range, integer, nonnegative_float
 from trainables.objectives.dib import ENCODERS, scale_gradient, ste_round
@@ -91,10 +91,8 @@ class SimCLRDeterministicIB(Objective):
 
         in_channels = self.input_shape[0]
         self.normalize = pixel_normalization(in_channels)
-        if encoder == "resnet18":
-            self.encoder = ResNet18Encoder(in_channels, stem)
-        else:
-            self.encoder = SmallConvEncoder(in_channels, feature_dim)
+        self.encoder = build_encoder(encoder, in_channels, stem=stem, feature_dim=feature_dim)
+        if encoder == "small_conv":
             _he_initialization(self.encoder)
         channels = self.encoder.feature_dim
         self.entropy_model = build_entropy_model(entropy_model, channels)
