@@ -1,7 +1,7 @@
 """What Ray Tune, MLflow logging, parquet and reports add to a sweep of short trials.
 
 The same 8 trials (vib_digits, 8 betas, K = 256) run twice in one invocation, one at a time on
-one thread each: in-process through :func:`trainables.harness.run_trial` (the baseline: compute
+one thread each (torch, BLAS and OpenMP): in-process through :func:`trainables.harness.run_trial` (the baseline: compute
 only), and through the whole CLI path (``python -m orchestrator.sweep``: local Ray start, Tune,
 checkpoints, the MLflow callback on SQLite, parquet and reports). Overhead = (CLI wall clock -
 in-process wall clock) / in-process wall clock. The issue's target: at most 10% for trials of
@@ -33,8 +33,10 @@ def main(argv: list[str] | None = None) -> int:
 
     sets = {"beta": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 0.3, 1.0], "latent_dim": 256}
     spec = get_sweep("vib_digits").with_overrides(sets, epochs=args.epochs)
+    from threadpoolctl import threadpool_limits
+
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, threadpool_limits(1):  # as Ray's OMP_NUM_THREADS=1 does
         start = time.perf_counter()
         per_trial = []
         for config in spec.trial_configs():
