@@ -256,3 +256,12 @@ def test_active_dims_table_and_its_absence(tmp_path, built):
 )
 def test_epsilon_is_shown_in_pixel_levels_when_it_is_one(epsilon, label):
     assert format_epsilon(epsilon) == label
+
+
+def test_beta_zero_is_called_cross_entropy_only_where_it_is():
+    from orchestrator.reports.evaluation_data import beta_label
+
+    assert beta_label(0.0, "dib") == beta_label(0.0, "vib") == "CE (beta=0)"
+    for objective in ("knn_ib", "simclr_dib", ""):  # beta'' = 0 keeps H[Z|Y]; beta = 0 of SimCLR is SimCLR
+        assert beta_label(0.0, objective) == "beta=0"
+    assert beta_label(0.5, "dib") == "beta=0.5"

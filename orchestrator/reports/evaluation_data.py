@@ -101,11 +101,19 @@ def format_epsilon(epsilon: float) -> str:
     return f"{float(epsilon):g}"
 
 
-def beta_label(beta: float) -> str:
-    """A beta as a column or legend label: ``"CE (beta=0)"`` (plain cross-entropy) or ``"beta=0.5"``."""
+# Objectives whose beta = 0 is plain cross-entropy training (the paper's "CE" column); for the
+# others (knn_ib's beta'' = 0 keeps H[Z|Y], simclr_dib's is SimCLR) beta = 0 is just beta = 0.
+CROSS_ENTROPY_AT_ZERO = ("dib", "vib")
+
+
+def beta_label(beta: float, objective: str = "") -> str:
+    """A beta as a column or legend label: ``"CE (beta=0)"`` for an objective whose beta = 0 is
+    plain cross-entropy, else ``"beta=0"``; ``"beta=0.5"`` otherwise."""
     if pd.isna(beta):
         return "all trials"
-    return "CE (beta=0)" if beta == 0 else f"beta={beta:g}"
+    if beta == 0 and objective in CROSS_ENTROPY_AT_ZERO:
+        return "CE (beta=0)"
+    return f"beta={beta:g}"
 
 
 def absent_sentence(results: SweepResults, what: str) -> str | None:

@@ -39,13 +39,14 @@ def violated_checks(checks: pd.DataFrame) -> pd.DataFrame:
     return checks[checks["value"] >= 0.5]
 
 
-def warning_line(checks: pd.DataFrame) -> str | None:
+def warning_line(checks: pd.DataFrame, objective: str = "") -> str | None:
     """The bold warning that opens the robustness section when a check failed; None when none did."""
     violated = violated_checks(checks)
     if violated.empty:
         return None
     cells = sorted({(configuration, beta) for configuration, beta in zip(violated["configuration"], violated["beta"])}, key=lambda c: (c[0], c[1]))
-    where = "; ".join(beta_label(beta) if configuration == "all trials" else f"{beta_label(beta)}, {configuration}" for configuration, beta in cells)
+    where = "; ".join(beta_label(beta, objective) if configuration == "all trials"
+                      else f"{beta_label(beta, objective)}, {configuration}" for configuration, beta in cells)
     return (
         f"**Warning: {len(violated)} of {len(checks)} gradient-masking checks failed, on "
         f"{violated['trial_id'].nunique()} of {checks['trial_id'].nunique()} trials ({where}). Robust accuracy "

@@ -113,7 +113,7 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
         panel.set_ylabel("H(Y|Z) upper bound, bits (held-out CE)")
         panel.grid(True, alpha=0.3)
     figure.suptitle(f"{results.info.name}: information plane\none line per trial, faint = early epochs, dot = last")
-    beta_legend(figure, panels, betas, color_of, norm)
+    beta_legend(figure, panels, betas, color_of, norm, results.info.objective or "")
     save_figure(figure, path)
     caption = (f"{results.info.name}: H(Y|Z) (upper bound) against {what}, one trajectory per trial coloured by beta, "
                "transparency by epoch (opaque = last, marked)"
@@ -132,7 +132,7 @@ def _tables(results: SweepResults, points: pd.DataFrame) -> list[Table]:
     rows = []
     for index, row in summaries[IZX].iterrows():  # the same groups, in the same order, for every metric
         labels = [format_value(row[config_column(axis)]) for axis in axes if axis != "beta"]
-        beta = beta_label(float(row[config_column("beta")])) if "beta" in axes else "all trials"
+        beta = beta_label(float(row[config_column("beta")]), results.info.objective or "") if "beta" in axes else "all trials"
         cells = [format_mean_std(summaries[m].loc[index, "mean"], summaries[m].loc[index, "std"], int(summaries[m].loc[index, "n"]))
                  for m in metrics]
         rows.append([*labels, beta, *cells])

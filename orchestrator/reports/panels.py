@@ -51,10 +51,10 @@ def beta_colors(betas: list[float]):
     return (lambda beta: "black" if math.isnan(beta) else cmap(norm(beta))), norm
 
 
-def beta_legend(figure: Figure, panels: list[Axes], betas: list[float], color_of, norm) -> None:
+def beta_legend(figure: Figure, panels: list[Axes], betas: list[float], color_of, norm, objective: str = "") -> None:
     """A legend of the betas right of the panels, or a colour bar when ``norm`` is given."""
     if norm is None:
-        handles = [Line2D([], [], color=color_of(beta), marker="o", markersize=4, label=beta_label(beta)) for beta in betas]
+        handles = [Line2D([], [], color=color_of(beta), marker="o", markersize=4, label=beta_label(beta, objective)) for beta in betas]
         figure.legend(handles=handles, loc="outside right upper", fontsize="small", title="beta")
         return
     mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis")

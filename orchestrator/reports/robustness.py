@@ -50,7 +50,7 @@ def robustness(results: SweepResults, out_dir: Path) -> list[Section]:
     if absent:
         return [Section(TITLE, [absent])]
     checks = masking_checks(results)
-    warning = warning_line(checks)
+    warning = warning_line(checks, results.info.objective or "")
     paragraphs = [warning] if warning else []
     attacks = [evaluation_rows(results, evaluation, "acc") for evaluation in ATTACKS]
     if all(rows.dropna(subset=["value"]).empty for rows in attacks):
@@ -124,7 +124,7 @@ def _accuracy_tables(results, clean, pgd, scale, flagged) -> list[Table]:
         return []
     strengths = sorted({key[2:] for key in pgd_cells}, key=lambda s: (s[0] != "linf", s[0], -1 if s[1] is None else s[1], -1 if s[2] is None else s[2]))
     betas = sweep_betas(results)
-    header = ["evaluation", *(beta_label(beta) for beta in betas)]
+    header = ["evaluation", *(beta_label(beta, results.info.objective or "") for beta in betas)]
     tables = []
     for configuration in configuration_labels(results):
         rows = []
@@ -178,5 +178,5 @@ def _curves_figure(results: SweepResults, name: str, rows: pd.DataFrame, clean: 
             top = panel.secondary_xaxis("top", functions=(lambda e: e * 255, lambda k: k / 255))
             top.set_xlabel("epsilon × 255 (8-bit pixel levels)", fontsize="small")
     figure.suptitle(f"{results.info.name}: accuracy under {name} vs epsilon\nmean ± 1 std over seeds; epsilon = 0 is the clean accuracy")
-    beta_legend(figure, panels, betas, color_of, norm_bar)
+    beta_legend(figure, panels, betas, color_of, norm_bar, results.info.objective or "")
     return figure

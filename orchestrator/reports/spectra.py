@@ -73,5 +73,5 @@ def _figure(results: SweepResults, summary):
         panel.grid(True, which="major", alpha=0.3)
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.suptitle(f"{results.info.name}: singular values of the classifier\nmean ± 1 std over seeds at each index")
-    beta_legend(figure, panels, betas, color_of, norm)
+    beta_legend(figure, panels, betas, color_of, norm, results.info.objective or "")
     return figure
