@@ -172,14 +172,23 @@ def _read_info(table: pa.Table, path: Path) -> SweepInfo:
     return SweepInfo.from_json(metadata, path)
 
 
-def _to_frame(table: pa.Table, path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+def _with_required(table: pa.Table, path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    """The table as a frame; ValueError if it has rows but lacks a required column.
+
+    A table with no rows (no trial reported anything) may be written without its config columns:
+    they are added empty.
+    """
     missing = [column for column in required if column not in table.column_names]
     if missing and table.num_rows > 0:
         raise ValueError(f"{path}: lacks the column(s) {', '.join(missing)}")
     frame = table.to_pandas()
-    # A table with no rows (no trial reported anything) may be written without its config columns.
     for column in missing:
         frame[column] = pd.Series(dtype="object")
+    return frame
+
+
+def _to_frame(table: pa.Table, path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    frame = _with_required(table, path, required)
     for column in frame.columns:
         if column in _FINAL_COLUMNS or column in _EPOCHS_COLUMNS or column.startswith(CONFIG_PREFIX):
             continue
@@ -192,12 +201,7 @@ def _to_frame(table: pa.Table, path: Path, required: tuple[str, ...]) -> pd.Data
 
 
 def _to_evaluations_frame(table: pa.Table, path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    missing = [column for column in required if column not in table.column_names]
-    if missing and table.num_rows > 0:
-        raise ValueError(f"{path}: lacks the column(s) {', '.join(missing)}")
-    frame = table.to_pandas()
-    for column in missing:
-        frame[column] = pd.Series(dtype="object")
+    frame = _with_required(table, path, required)
     for column, dtype in _EVALUATIONS_OPTIONAL.items():
         if column not in frame.columns:
             frame[column] = pd.Series([""] * len(frame) if dtype == "str" else [None] * len(frame), index=frame.index, dtype=dtype)
@@ -236,13 +240,13 @@ def summarize_over_seeds(frame: pd.DataFrame, metric: str, axes: list[str]) -> p
     return summary
 
 
-def format_mean_std(mean: float, std: float, n: int) -> str:
+def format_mean_std(mean: float, std: float, n: int, mean_format: str = ".4g", std_format: str = ".2g") -> str:
     """A table cell: ``"0.9123 ± 0.0041 (2)"``; ``"0.9123 (1)"`` with one value; ``"–"`` with none."""
     if n == 0 or pd.isna(mean):
         return "–"
     if pd.isna(std):
-        return f"{mean:.4g} ({n})"
-    return f"{mean:.4g} ± {std:.2g} ({n})"
+        return f"{mean:{mean_format}} ({n})"
+    return f"{mean:{mean_format}} ± {std:{std_format}} ({n})"
 
 
 def format_value(value: object) -> str:

@@ -14,7 +14,7 @@ import math
 
 import pandas as pd
 
-from orchestrator.reports.common import EVALUATIONS_FILE, SweepResults, config_column, format_value
+from orchestrator.reports.common import EVALUATIONS_FILE, SweepResults, config_column, format_mean_std, format_value
 from orchestrator.reports.versus_beta import configuration_label, sweep_configurations
 
 # An epsilon within this of k/255 is shown as "k/255": attacks on 8-bit images use such budgets.
@@ -84,11 +84,7 @@ def percent_scale(values: pd.Series) -> float:
 
 def format_percent(mean: float, std: float, n: int, scale: float) -> str:
     """A robustness cell in percent, one decimal: ``"44.3 ± 1.2 (2)"``, ``"44.3 (1)"``, or ``"–"``."""
-    if n == 0 or pd.isna(mean):
-        return "–"
-    if pd.isna(std):
-        return f"{mean * scale:.1f} ({n})"
-    return f"{mean * scale:.1f} ± {std * scale:.1f} ({n})"
+    return format_mean_std(mean * scale, std * scale, n, ".1f", ".1f")
 
 
 def format_epsilon(epsilon: float) -> str:
