@@ -22,6 +22,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
 from orchestrator.reports import build_reports, load_results  # noqa: E402
+from tests.test_reports import markdown_table  # noqa: E402
 from orchestrator.reports.evaluation_data import evaluation_rows, format_epsilon, summarize_evaluation  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -118,7 +119,6 @@ def write_fake_sweep(directory: Path, *, evaluations: bool = True, violation: bo
     return directory
 
 
-from tests.test_reports import markdown_table  # noqa: E402  (one parser of the report's tables)
 
 
 def section(markdown: str, title: str) -> str:
