@@ -42,6 +42,10 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
     "augment": "none",  # "none" or "crop_flip": random crop after zero padding, and horizontal flip, on the device
     "crop_padding": 4,  # pixels of zero padding before the random crop
     "aux_lr": 1e-3,  # Adam learning rate of an objective's auxiliary parameters (entropy-model quantiles)
+    # The training step's device path (trainables/fast_path.py); "auto" is the fast path on CUDA, fp32 on the CPU
+    "precision": "auto",  # "auto" (bf16 autocast on CUDA), "bf16" or "fp32"
+    "channels_last": "auto",  # "auto" (NHWC for image inputs on CUDA), "on" or "off"
+    "compile": False,  # torch.compile the training forward (kernels cached across the sweep's trials)
     # After the last epoch, on the first eval_subset test examples (see docs/robustness.md):
     "evaluations": "",  # comma-separated: fgsm, pgd, cw_l2 (set from SweepSpec.evaluations)
     "eval_subset": 1000,
@@ -65,7 +69,8 @@ POSITIVE = {"epochs", "batch_size", "eval_batch_size", "lr", "lr_decay_every", "
 NONNEGATIVE = {"seed", "weight_decay", "train_subset", "test_subset", "crop_padding", "pgd_epsilon", "cw_c",
                "infoplane_every"}
 CHOICES = {"lr_schedule": ("step", "cosine", "plateau"), "augment": ("none", "crop_flip"),
-           "batch_sampler": ("random", "class_balanced")}
+           "batch_sampler": ("random", "class_balanced"), "precision": ("auto", "fp32", "bf16"),
+           "channels_last": ("auto", "on", "off")}
 # Comma-separated lists in string keys, and what each element must be.
 LISTS = {"evaluations": ("fgsm", "pgd", "cw_l2"), "fgsm_epsilons": float, "pgd_steps": int, "cw_l2_epsilons": float}
 UNIT_INTERVAL_OPEN = {"adam_beta1", "adam_beta2", "ema_decay"}  # in [0, 1)

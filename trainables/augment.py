@@ -30,6 +30,7 @@ same views. The objectives pass ``None`` while training and a fixed-seed generat
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -40,6 +41,15 @@ from torch.nn import functional as F
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
 # RGB <-> YIQ; hue rotates (I, Q) about the Y axis.
 _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
+@functools.lru_cache(maxsize=None)
+def _constants(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Luma weights ``(1, 3, 1, 1)``, RGB->YIQ and its inverse, copied to ``device`` once per process:
+    a fresh ``torch.tensor(..., device=cuda)`` in every step would be a blocking host-to-device copy."""
+    to_yiq = torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)
+    luma = torch.tensor(LUMA, dtype=dtype).view(1, 3, 1, 1)
+    return luma.to(device), to_yiq.to(dtype).to(device), torch.linalg.inv(to_yiq).to(dtype).to(device)
 
 
 def _uniform(shape, low: float, high: float, x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -118,8 +128,7 @@ def color_jitter(x: Tensor, *, strength: float, probability: float = 0.8,
 
 def rotate_hue(x: Tensor, angle: Tensor) -> Tensor:
     """Rotate the chroma (I, Q) of YIQ by ``angle`` radians per example; luma is kept."""
-    to_yiq = torch.tensor(_RGB_TO_YIQ, device=x.device, dtype=x.dtype)
-    from_yiq = torch.linalg.inv(to_yiq)
+    _, to_yiq, from_yiq = _constants(x.device, x.dtype)
     cos, sin = torch.cos(angle), torch.sin(angle)
     rotation = torch.zeros(len(angle), 3, 3, device=x.device, dtype=x.dtype)
     rotation[:, 0, 0] = 1
@@ -133,8 +142,7 @@ def grayscale(x: Tensor) -> Tensor:
     """Luma of each pixel, ``(B, 1, H, W)``; a one-channel image is its own luma."""
     if x.shape[1] == 1:
         return x
-    weights = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * weights).sum(dim=1, keepdim=True)
+    return (x * _constants(x.device, x.dtype)[0]).sum(dim=1, keepdim=True)
 
 
 def random_grayscale(x: Tensor, *, probability: float, generator: torch.Generator | None = None) -> Tensor:

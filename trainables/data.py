@@ -27,6 +27,14 @@ import torch
 from torch import Tensor
 
 DATASETS = ("digits", "mnist", "cifar10", "synthetic")
+# Per dataset: one example's shape (C, H, W), train and test sizes, classes (what load_dataset
+# returns before subsetting; a test keeps the two equal for the datasets that need no download).
+DATASET_SIZES: dict[str, tuple[tuple[int, int, int], int, int, int]] = {
+    "digits": ((1, 8, 8), 1347, 450, 10),
+    "mnist": ((1, 28, 28), 60_000, 10_000, 10),
+    "cifar10": ((3, 32, 32), 50_000, 10_000, 10),
+    "synthetic": ((1, 8, 8), 1000, 500, 10),
+}
 
 
 class DatasetUnavailableError(RuntimeError):

@@ -7,7 +7,8 @@ at 1e-9, so at most 29.9 bits a value).
 
 - ``factorized``: ``EntropyBottleneck(C)`` on ``h`` viewed as ``(B, C, 1)``, one learned
   univariate density per dimension (Balle et al., "Variational image compression with a scale
-  hyperprior", 2018, appendix 6.1).
+  hyperprior", 2018, appendix 6.1). Both models use :class:`SyncFreeEntropyBottleneck`, the
+  same layer without its per-call host syncs on CUDA.
 - ``hyperprior``: the mean-scale hyperprior with fully connected layers, as the reference code of
   Zhang et al. builds it: ``z = Linear(C, 2C)(h)`` is coded by ``EntropyBottleneck(2C)``; two
   ``Linear(2C, C)`` heads read the coded ``z_hat`` and give the means and scales of a
@@ -41,6 +42,8 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
+from trainables.fast_path import without_autocast
+
 ENTROPY_MODELS = ("factorized", "hyperprior")
 
 
@@ -51,6 +54,34 @@ class RateEstimate(NamedTuple):
     """Total bits per example: R / B."""
     bits_per_dim: Tensor
     """The paper's bits per dimension (module docstring)."""
+
+
+class SyncFreeEntropyBottleneck(EntropyBottleneck):
+    """CompressAI's ``EntropyBottleneck`` without its host syncs on CUDA; same parameters and outputs.
+
+    CompressAI 1.2.8's ``forward`` builds its axis permutation as a CUDA tensor and unpacks it
+    into ``permute(*perm)``, which reads every element back to the host: ``2 * x.ndim`` blocking
+    syncs per call, each of which stalls the CPU until the GPU has drained its queue (fixed
+    upstream in PR 344, not released). This subclass builds the permutation from Python ints;
+    everything else is the parent's code path (noise or rounding around the medians, the
+    cumulative-logit likelihood and its lower bound). The state dict is the parent's, so
+    checkpoints load into either.
+    """
+
+    def forward(self, x: Tensor, training: bool | None = None) -> tuple[Tensor, Tensor]:
+        if training is None:
+            training = self.training
+        perm = (1, 0, *range(2, x.ndim))  # B x C x ... -> C x B x ...; its own inverse
+        x = x.permute(*perm).contiguous()
+        shape = x.size()
+        values = x.reshape(x.size(0), 1, -1)
+        outputs = self.quantize(values, "noise" if training else "dequantize", self._get_medians())
+        likelihood, _, _ = self._likelihood(outputs)
+        if self.use_likelihood_bound:
+            likelihood = self.likelihood_lower_bound(likelihood)
+        outputs = outputs.reshape(shape).permute(*perm).contiguous()
+        likelihood = likelihood.reshape(shape).permute(*perm).contiguous()
+        return outputs, likelihood
 
 
 def total_bits(likelihoods: Tensor) -> Tensor:
@@ -71,7 +102,7 @@ class FeatureEntropyModel(nn.Module):
         if h.dim() != 2 or h.shape[1] != self.channels:
             raise ValueError(f"expected features of shape (B, {self.channels}), got {tuple(h.shape)}")
         # float32 even under bf16 autocast: likelihoods near 1e-9 and their logs need the precision
-        with torch.autocast(h.device.type, enabled=False):
+        with without_autocast(h.device):
             return self._rate(h.float())
 
     def _rate(self, h: Tensor) -> RateEstimate:
@@ -87,12 +118,10 @@ class FactorizedPrior(FeatureEntropyModel):
 
     def __init__(self, channels: int):
         super().__init__(channels)
-        self.entropy_bottleneck = EntropyBottleneck(channels)
+        self.entropy_bottleneck = SyncFreeEntropyBottleneck(channels)
 
     def _rate(self, h: Tensor) -> RateEstimate:
         batch = h.shape[0]
-        # On CUDA each EntropyBottleneck.forward syncs with the host a few times (NOTES.md,
-        # CompressAI 1.2.8; fixed upstream in PR 344, unreleased). Left as is for now.
         _, likelihoods = self.entropy_bottleneck(h.unsqueeze(-1))
         bits = total_bits(likelihoods)
         return RateEstimate(bits / batch, bits / (batch * self.channels))
@@ -108,7 +137,7 @@ class MeanScaleHyperprior(FeatureEntropyModel):
         super().__init__(channels)
         hyper_channels = 2 * channels  # the reference code's 512 -> 1024
         self.hyper_encoder = nn.Linear(channels, hyper_channels)
-        self.entropy_bottleneck = EntropyBottleneck(hyper_channels)
+        self.entropy_bottleneck = SyncFreeEntropyBottleneck(hyper_channels)
         self.mean_head = nn.Linear(hyper_channels, channels)
         self.scale_head = nn.Linear(hyper_channels, channels)
         self.gaussian_conditional = GaussianConditional(None)
@@ -116,8 +145,6 @@ class MeanScaleHyperprior(FeatureEntropyModel):
     def _rate(self, h: Tensor) -> RateEstimate:
         batch = h.shape[0]
         z = self.hyper_encoder(h)
-        # On CUDA each EntropyBottleneck.forward syncs with the host a few times (NOTES.md,
-        # CompressAI 1.2.8; fixed upstream in PR 344, unreleased). Left as is for now.
         z_hat, z_likelihoods = self.entropy_bottleneck(z.unsqueeze(-1))
         z_hat = z_hat.squeeze(-1)
         _, h_likelihoods = self.gaussian_conditional(h, self.scale_head(z_hat), means=self.mean_head(z_hat))

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import Tensor
 
+from trainables.fast_path import without_autocast
+
 NATS_PER_BIT = math.log(2)
 """ln 2: one bit is ln 2 nats."""
 
@@ -92,7 +94,7 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
     u = torch.nn.functional.normalize(torch.cat([z1, z2]).to(dtype), dim=1)
     similarity = u @ u.T / temperature
     similarity = similarity.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float("-inf"))
-    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(u.device)
+    positive = (torch.arange(2 * n, device=u.device) + n) % (2 * n)  # i <-> i + n, built on the device (no copy)
     return torch.nn.functional.cross_entropy(similarity, positive)
 
 
@@ -326,7 +328,7 @@ def _knn_offset(k: int, d: int) -> float:
 def _knn_squared_distances(z: Tensor, k: int, same_group: Tensor | None) -> Tensor:
     """Squared distance of every point to its k-th nearest neighbour (within its group), (N,)."""
     dtype = torch.promote_types(z.dtype, torch.float32)
-    with torch.autocast(device_type=z.device.type, enabled=False):
+    with without_autocast(z.device):
         z = z.to(dtype)
         with torch.no_grad():
             centred = z - z.mean(dim=0, keepdim=True)

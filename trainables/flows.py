@@ -69,12 +69,12 @@ class AdditiveCoupling(nn.Module):
         self.shift = _shift_network(len(self.conditioner), hidden, len(self.transformed), init_scale)
 
     def forward(self, x: Tensor) -> Tensor:
-        shift = self.shift(x[:, self.conditioner])
-        return x.index_add(1, self.transformed, shift)
+        shift = self.shift(x[:, self.conditioner])  # bf16 under autocast; the flow's state stays in x's dtype
+        return x.index_add(1, self.transformed, shift.to(x.dtype))
 
     def inverse(self, y: Tensor) -> Tensor:
         shift = self.shift(y[:, self.conditioner])
-        return y.index_add(1, self.transformed, -shift)
+        return y.index_add(1, self.transformed, -shift.to(y.dtype))
 
 
 class RealNVP(nn.Module):

@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from ray import tune
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from trainables.data import Dataset, batch_indices, class_balanced_batch_indices, crop_flip, load_dataset
 from trainables.evaluation import run_evaluations
 from trainables.evaluation.info_plane import info_plane
+from trainables.fast_path import FastPath
 from trainables.objectives import build_objective
 from trainables.objectives.base import Objective
 
@@ -51,6 +51,8 @@ class CheckpointMismatchError(ValueError):
 
 def train(config: dict[str, Any], *, data_dir: str) -> None:
     """Ray Tune entry point; see the module docstring."""
+    from ray import tune  # here, so run_trial and the benchmarks need no Ray
+
     device, cpus = _trial_device()
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(cpus)))
@@ -76,20 +78,8 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
         test_subset=int(config["test_subset"]),
         seed=seed,
     )
-    objective = build_objective(config, data.input_shape, data.num_classes).to(device)
-    optimizer, aux_optimizer = _optimizers(objective, config)
+    objective, optimizer, aux_optimizer, scheduler, ema, fast = build_training(config, data, device)
     epochs = int(config["epochs"])
-    if config["lr_schedule"] == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    elif config["lr_schedule"] == "plateau":  # lr x lr_decay after lr_patience epochs without a lower train/loss;
-        # an absolute threshold, since a relative one accepts a worse loss as progress when the loss is negative
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=config["lr_decay"], patience=config["lr_patience"], threshold=1e-4, threshold_mode="abs")
-    else:
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["lr_decay_every"], gamma=config["lr_decay"])
-    ema = None
-    if config["ema_decay"] > 0:
-        ema = AveragedModel(objective, multi_avg_fn=get_ema_multi_avg_fn(config["ema_decay"]), use_buffers=True)
     generator = torch.Generator(device=device).manual_seed(seed)
     stateful = {"objective": objective, "optimizer": optimizer, "scheduler": scheduler}
     if aux_optimizer is not None:
@@ -104,13 +94,13 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
     for epoch in range(start_epoch + 1, epochs + 1):
         _inject_fault(config, epoch)
         objective.start_epoch(epoch)
-        train_terms = _train_epoch(objective, optimizer, aux_optimizer, ema, data, config, generator, epoch)
+        train_terms = train_epoch(objective, optimizer, aux_optimizer, ema, data, config, generator, epoch, fast)
         if config["lr_schedule"] == "plateau":
             scheduler.step(train_terms["loss"])
         else:
             scheduler.step()
         model = ema.module if ema is not None else objective
-        test_metrics = _evaluate(model, data, config)
+        test_metrics = _evaluate(model, data, config, fast)
         metrics = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         metrics.update({f"train/{k}": v for k, v in train_terms.items()})
         metrics.update({f"test/{k}": v for k, v in test_metrics.items()})
@@ -128,19 +118,44 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
             report(metrics, None)
 
 
+def build_training(config, data: Dataset, device: torch.device):
+    """The objective on ``device`` (laid out and compiled as ``config`` asks), its optimisers, LR
+    scheduler, EMA copy (or None) and :class:`FastPath`, as the training loop uses them."""
+    objective = build_objective(config, data.input_shape, data.num_classes).to(device)
+    fast = FastPath.for_model(config, device, objective)
+    fast.prepare_model(objective)
+    optimizer, aux_optimizer = _optimizers(objective, config)
+    epochs = int(config["epochs"])
+    if config["lr_schedule"] == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    elif config["lr_schedule"] == "plateau":  # lr x lr_decay after lr_patience epochs without a lower train/loss;
+        # an absolute threshold, since a relative one accepts a worse loss as progress when the loss is negative
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=config["lr_decay"], patience=config["lr_patience"], threshold=1e-4, threshold_mode="abs")
+    else:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["lr_decay_every"], gamma=config["lr_decay"])
+    ema = None
+    if config["ema_decay"] > 0:
+        ema = AveragedModel(objective, multi_avg_fn=get_ema_multi_avg_fn(config["ema_decay"]), use_buffers=True)
+    fast.maybe_compile(objective)  # after the EMA copy, which stays eager
+    return objective, optimizer, aux_optimizer, scheduler, ema, fast
+
+
 def _optimizers(objective: Objective, config) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
     """Adam on the main parameters; a second Adam on the auxiliary ones (CompressAI's recipe), if any."""
     aux = list(objective.aux_parameters())
     aux_ids = {id(p) for p in aux}
     main = [p for p in objective.parameters() if id(p) not in aux_ids]
+    cuda = all(p.is_cuda for p in main)  # fused: one kernel for the whole update instead of a few per tensor
     optimizer = torch.optim.Adam(main, lr=config["lr"], betas=(config["adam_beta1"], config["adam_beta2"]),
-                                 weight_decay=config["weight_decay"])
+                                 weight_decay=config["weight_decay"], fused=cuda or None)
     aux_optimizer = torch.optim.Adam(aux, lr=config["aux_lr"]) if aux else None
     return optimizer, aux_optimizer
 
 
-def _train_epoch(objective: Objective, optimizer, aux_optimizer, ema, data: Dataset, config, generator,
-                 epoch: int) -> dict[str, float]:
+def train_epoch(objective: Objective, optimizer, aux_optimizer, ema, data: Dataset, config, generator,
+                 epoch: int, fast: FastPath) -> dict[str, float]:
+    """One pass over the training set; the means of every term, read from the device once."""
     objective.train()
     sums: dict[str, torch.Tensor] = {}
     count = 0
@@ -153,7 +168,8 @@ def _train_epoch(objective: Objective, optimizer, aux_optimizer, ema, data: Data
         x, y = data.train_x[index], data.train_y[index]
         if config["augment"] == "crop_flip":
             x = crop_flip(x, padding=int(config["crop_padding"]), generator=generator)
-        terms = objective(x, y)
+        with fast.autocast():
+            terms = objective(fast.prepare_batch(x), y)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
@@ -181,14 +197,16 @@ def _train_epoch(objective: Objective, optimizer, aux_optimizer, ema, data: Data
 
 
 @torch.no_grad()
-def _evaluate(objective: Objective, data: Dataset, config) -> dict[str, float]:
+def _evaluate(objective: Objective, data: Dataset, config, fast: FastPath) -> dict[str, float]:
     objective.eval()
     sums: dict[str, torch.Tensor] = {}
     batch = int(config["eval_batch_size"])
     for start in range(0, len(data.test_y), batch):
         x, y = data.test_x[start : start + batch], data.test_y[start : start + batch]
         n = len(y)
-        for name, value in objective.evaluate(x, y).items():
+        with fast.autocast():
+            terms = objective.evaluate(fast.prepare_batch(x), y)
+        for name, value in terms.items():
             value = value.detach().float() * n
             sums[name] = sums[name] + value if name in sums else value
     return _read_means(sums, len(data.test_y))
@@ -234,11 +252,12 @@ def _read_means(sums: Mapping[str, torch.Tensor], count: int) -> dict[str, float
 
 # ---- checkpoints ---------------------------------------------------------------------------
 
-def checkpoint_candidates(latest: tune.Checkpoint | None) -> list[tune.Checkpoint]:
+def checkpoint_candidates(latest: "tune.Checkpoint | None") -> "list[tune.Checkpoint]":
     """Tune's latest checkpoint, then the older ones kept beside it (``num_to_keep``), newest first."""
     if latest is None:
         return []
     from pyarrow import fs as pafs
+    from ray import tune
 
     parent = str(Path(latest.path).parent)
     try:
@@ -356,6 +375,8 @@ def _seed_everything(seed: int) -> None:
 
 def _trial_device() -> tuple[torch.device, float]:
     """CUDA when Ray gave this trial a GPU, else CPU; also the trial's CPU count."""
+    from ray import tune
+
     resources = tune.get_context().get_trial_resources().required_resources
     gpus, cpus = resources.get("GPU", 0), resources.get("CPU", 1)
     if gpus > 0 and torch.cuda.is_available():
@@ -364,5 +385,7 @@ def _trial_device() -> tuple[torch.device, float]:
 
 
 def _tune_report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+    from ray import tune
+
     checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
     tune.report(metrics, checkpoint=checkpoint)

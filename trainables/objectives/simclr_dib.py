@@ -181,5 +181,5 @@ def _contrastive_accuracy(z1: Tensor, z2: Tensor) -> Tensor:
     u = nn.functional.normalize(torch.cat([z1, z2]).float(), dim=1)
     similarity = (u @ u.T).fill_diagonal_(float("-inf"))
     n = len(z1)
-    pair = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(u.device)
+    pair = (torch.arange(2 * n, device=u.device) + n) % (2 * n)  # i <-> i + n, built on the device (no copy)
     return (similarity.argmax(dim=1) == pair).float().mean()

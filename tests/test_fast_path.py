@@ -1,0 +1,255 @@
+"""The training step's fast path (bf16, channels_last, compile), the sync-free entropy bottleneck,
+and the per-trial memory estimate. CUDA-only checks are skipped without a GPU; the same logic
+runs on the CPU in the other tests (bf16 autocast exists there too)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from search_spaces import get_sweep
+from trainables.data import DATASET_SIZES, load_dataset
+from trainables.entropy_models import SyncFreeEntropyBottleneck, build_entropy_model
+from trainables.fast_path import FastPath
+from trainables.harness import build_training, train_epoch
+from trainables.memory import _saved_bytes, estimate_trial_memory
+from trainables.objectives import build_objective, objective_names
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+CONV = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten())
+MLP = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+
+
+@pytest.mark.parametrize("precision,layout,device,model,expected", [
+    ("auto", "auto", "cuda", CONV, (torch.bfloat16, True)),
+    ("auto", "auto", "cpu", CONV, (None, False)),
+    ("auto", "auto", "cuda", MLP, (None, False)),  # no convolution: fp32 (faster for MLPs), never NHWC
+    ("bf16", "auto", "cuda", MLP, (torch.bfloat16, False)),
+    ("bf16", "on", "cpu", CONV, (torch.bfloat16, True)),
+    ("fp32", "off", "cuda", CONV, (None, False)),
+    ("fp32", "on", "cuda", MLP, (None, False)),
+])
+def test_fast_path_resolves_auto_by_device_and_model(precision, layout, device, model, expected):
+    fast = FastPath.for_model({"precision": precision, "channels_last": layout}, torch.device(device), model)
+    assert (fast.autocast_dtype, fast.channels_last) == expected
+
+
+@pytest.mark.parametrize("key,value", [("precision", "fp16"), ("channels_last", True)])
+def test_fast_path_rejects_unknown_values_by_name(key, value):
+    with pytest.raises(ValueError, match=f"{key} {value!r}: expected one of"):
+        FastPath.for_model({key: value}, torch.device("cpu"), CONV)
+
+
+def _digits_config(objective: str, **overrides):
+    spec = get_sweep(f"{objective}_digits").with_overrides(smoke=True)
+    return {**spec.trial_configs()[0], "train_subset": 256, "test_subset": 100, **overrides}
+
+
+@pytest.mark.parametrize("objective", objective_names())
+def test_every_objective_trains_under_bf16_autocast_on_the_cpu(objective, one_thread_per_module):
+    config = _digits_config(objective, precision="bf16", channels_last="on")
+    data = load_dataset("digits", data_dir=".", device="cpu", train_subset=256, test_subset=100, seed=0)
+    torch.manual_seed(0)
+    model, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, torch.device("cpu"))
+    dtypes = []
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            module.register_forward_hook(lambda m, args, out: dtypes.append(out.dtype))
+    model.start_epoch(1)
+    terms = train_epoch(model, optimizer, aux_optimizer, ema, data, config, torch.Generator().manual_seed(0), 1, fast)
+    assert torch.bfloat16 in dtypes  # autocast really ran the layers in bf16
+    assert all(math.isfinite(v) for v in terms.values()), terms
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_computes_the_same_epoch_as_the_default_layout(one_thread_per_module):
+    data = load_dataset("digits", data_dir=".", device="cpu", train_subset=256, test_subset=100, seed=0)
+    results = []
+    for layout in ("off", "on"):
+        config = _digits_config("dib", precision="fp32", channels_last=layout)
+        torch.manual_seed(0)
+        model, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, torch.device("cpu"))
+        model.start_epoch(2)
+        results.append(train_epoch(model, optimizer, aux_optimizer, ema, data, config,
+                                   torch.Generator().manual_seed(0), 2, fast))
+    assert results[0].keys() == results[1].keys()
+    for key in results[0]:
+        assert results[1][key] == pytest.approx(results[0][key], rel=1e-4, abs=1e-5), key
+
+
+def test_compiled_forward_matches_eager(one_thread_per_module, monkeypatch):
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's RNG: VIB samples z
+    data = load_dataset("digits", data_dir=".", device="cpu", train_subset=128, test_subset=100, seed=0)
+    results = []
+    for compiled in (False, True):
+        config = _digits_config("vib", precision="fp32", compile=compiled, batch_size=64, latent_dim=16)
+        torch.manual_seed(0)
+        model, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, torch.device("cpu"))
+        results.append(train_epoch(model, optimizer, aux_optimizer, ema, data, config,
+                                   torch.Generator().manual_seed(0), 1, fast))
+        assert sorted(model.state_dict()) == sorted(build_objective(config, (1, 8, 8), 10).state_dict())
+    for key in results[0]:
+        assert results[1][key] == pytest.approx(results[0][key], rel=1e-3, abs=1e-5), key
+
+
+# ---- the sync-free entropy bottleneck ------------------------------------------------------
+
+class PermuteArguments(TorchFunctionMode):
+    """Records the types of the dimensions every ``permute`` is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.types: set[type] = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") == "permute":
+            dims = args[1:] if len(args) > 2 or not isinstance(args[1], (tuple, list)) else args[1]
+            self.types |= {type(d) for d in dims}
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("cls,reads_tensors", [(EntropyBottleneck, True), (SyncFreeEntropyBottleneck, False)])
+def test_only_compressais_bottleneck_permutes_by_tensor_elements(cls, reads_tensors):
+    """Dims taken from a device tensor are read back to the host one by one: a sync per element on CUDA."""
+    with PermuteArguments() as recorded:
+        cls(8)(torch.randn(4, 8, 1))
+    assert (torch.Tensor in recorded.types) == reads_tensors
+    assert reads_tensors or recorded.types == {int}
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_sync_free_bottleneck_gives_compressais_outputs_and_gradients(mode):
+    torch.manual_seed(0)
+    stock = EntropyBottleneck(8)
+    ours = SyncFreeEntropyBottleneck(8)
+    ours.load_state_dict(stock.state_dict())
+    outputs = []
+    for layer in (stock, ours):
+        getattr(layer, mode)()
+        x = (torch.randn(16, 8, 1) * 3).requires_grad_()
+        torch.manual_seed(1)  # the same x and the same training noise for both
+        x = torch.randn(16, 8, 1, requires_grad=True)
+        torch.manual_seed(2)
+        y, likelihood = layer(x)
+        (-likelihood.log2().sum()).backward()
+        outputs.append((y.detach(), likelihood.detach(), x.grad))
+    for a, b in zip(*outputs):
+        assert torch.equal(a, b)
+
+
+def test_entropy_models_use_the_sync_free_bottleneck():
+    for name in ("factorized", "hyperprior"):
+        layers = [m for m in build_entropy_model(name, 8).modules() if isinstance(m, EntropyBottleneck)]
+        assert layers and all(type(m) is SyncFreeEntropyBottleneck for m in layers)
+
+
+@CUDA
+def test_sync_free_bottleneck_never_syncs_on_cuda_and_compressais_does():
+    x = torch.randn(64, 32, 1, device="cuda", requires_grad=True)
+    ours, stock = SyncFreeEntropyBottleneck(32).cuda(), EntropyBottleneck(32).cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        _, likelihood = ours(x)
+        likelihood.log().sum().backward()
+        with pytest.raises(RuntimeError, match="synchroniz"):
+            stock(x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@CUDA
+@pytest.mark.parametrize("objective", ["dib", "simclr_dib", "vib"])
+def test_a_training_epoch_on_cuda_makes_no_host_sync_per_step(objective):
+    """The only syncs of an epoch are the once-an-epoch read of the metrics (and the batch split)."""
+    import warnings
+
+    config = _digits_config(objective, precision="auto", channels_last="auto")
+    data = load_dataset("digits", data_dir=".", device="cuda", train_subset=1024, test_subset=100, seed=0)
+    torch.manual_seed(0)
+    model, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, torch.device("cuda"))
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    model.start_epoch(1)
+    train_epoch(model, optimizer, aux_optimizer, ema, data, config, generator, 1, fast)  # warm-up
+    steps = 1024 // int(config["batch_size"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            train_epoch(model, optimizer, aux_optimizer, ema, data, config, generator, 2, fast)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = sum("synchroniz" in str(w.message) for w in caught)
+    assert fast.autocast_dtype == (torch.bfloat16 if objective != "vib" else None)
+    assert syncs < steps, f"{syncs} host syncs in an epoch of {steps} steps"
+
+
+# ---- the memory estimate -------------------------------------------------------------------
+
+class Toy(nn.Module):
+    def __init__(self, *layers: nn.Module):
+        super().__init__()
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x, y):
+        return {"loss": self.net(x.flatten(1)).sum()}
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_saved_activations_match_the_closed_form(device):
+    batch = 32
+    # Linear(64, 16) saves its input (B x 64); ReLU saves its output (B x 16), which the second
+    # Linear saves again as its input: counted once. Weights are parameters, never counted.
+    one = Toy(nn.Linear(64, 16))
+    two = Toy(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 4))
+    assert _saved_bytes(one.to(device), (1, 8, 8), 10, batch, device) == batch * 64 * 4
+    assert _saved_bytes(two.to(device), (1, 8, 8), 10, batch, device) == batch * (64 + 16) * 4
+
+
+def test_memory_estimate_data_and_state_match_the_closed_form():
+    config = get_sweep("vib_mnist").trial_configs()[0]
+    estimate = estimate_trial_memory(config)
+    shape, train, test, classes = DATASET_SIZES["mnist"]
+    assert estimate.data_bytes == (train + test) * (math.prod(shape) * 4 + 8)
+    model = build_objective(config, shape, classes)
+    params = sum(p.numel() for p in model.parameters()) * 4
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    ema = params + buffers if config["ema_decay"] > 0 else 0
+    assert estimate.state_bytes == 4 * params + buffers + ema  # weights, gradients, two Adam moments
+    assert estimate.traced_on == "meta"
+    assert estimate.activation_bytes > int(config["batch_size"]) * 784 * 4  # at least the input batch
+
+
+def test_memory_estimate_scales_with_batch_and_subsets():
+    base = {**get_sweep("dib_cifar").trial_configs()[0]}
+    small = estimate_trial_memory({**base, "batch_size": 64, "train_subset": 1000, "test_subset": 100})
+    large = estimate_trial_memory({**base, "batch_size": 128, "train_subset": 1000, "test_subset": 100})
+    assert large.activation_bytes == pytest.approx(2 * small.activation_bytes, rel=0.01)
+    assert small.data_bytes == 1100 * (3 * 32 * 32 * 4 + 8)
+    assert small.state_bytes == large.state_bytes
+
+
+def test_memory_estimate_falls_back_to_a_small_cpu_forward(monkeypatch):
+    """An objective whose forward needs real values cannot run on meta; a CPU forward is scaled."""
+    import trainables.objectives as registry
+
+    class NeedsValues(Toy):
+        def forward(self, x, y):
+            if x.sum() > 0:  # a data-dependent branch: meta tensors have no values
+                return super().forward(x, y)
+            return super().forward(x, y)
+
+    monkeypatch.setattr(registry, "build_objective", lambda config, shape, classes: NeedsValues(nn.Linear(64, 16)))
+    config = {**get_sweep("vib_digits").trial_configs()[0], "batch_size": 64}
+    estimate = estimate_trial_memory(config)
+    assert estimate.traced_on == "cpu (batch 16, scaled to 64)"
+    assert estimate.activation_bytes == 64 * 64 * 4

@@ -1,0 +1,107 @@
+"""How a trial's training step runs on its device: precision, memory format and compilation.
+
+Three config keys (declared in ``search_spaces.spec.HARNESS_DEFAULTS``) choose the path:
+
+- ``precision``: ``"auto"`` (bf16 autocast for models with 2-d convolutions on CUDA, fp32
+  otherwise), ``"bf16"`` (autocast on any device; on the CPU it exists so the logic can be tested
+  without a GPU), or ``"fp32"`` (no autocast: the plain path speed figures are ratios against).
+  The MLP objectives stay fp32 under ``auto``: on an H100 bf16 made ``vib_mnist``'s step 0.80x
+  and ``infomax_mnist``'s 0.77x as fast (launch-bound layers gain nothing and pay the casts;
+  ``python -m benchmarks train_step``, docs/benchmarks.md).
+- ``channels_last``: ``"auto"`` (on for models with 2-d convolutions on CUDA), ``"on"`` or
+  ``"off"``. The model's 4-d weights and every batch are put in NHWC layout, which cuDNN's
+  tensor-core convolutions want; a model without convolutions is never touched. With it on CUDA,
+  ``torch.backends.cudnn.benchmark`` is turned on (shapes are fixed, so cuDNN times its
+  algorithms once per shape and keeps the fastest; results are then not bitwise reproducible).
+- ``compile``: ``true`` compiles the objective's training ``forward`` with ``torch.compile``
+  (inductor; one recompilation for the epoch's shorter last batch). The cache of compiled
+  kernels is shared by the trials of a sweep (``TORCHINDUCTOR_CACHE_DIR``, set by
+  ``orchestrator.tuner``), so only the first trial of a configuration pays the full compile.
+
+Only the training step and the per-epoch test pass run under autocast. Pieces that need fp32
+upcast themselves inside it: the entropy models' likelihoods, the Gaussian KL, and the k-NN
+distances (``trainables.estimators``). The attacks, probes, information plane and Jacobians after
+training run in fp32, so a robustness figure never depends on the training precision's gradients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+PRECISIONS = ("auto", "fp32", "bf16")
+SWITCHES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """The resolved choices for one trial on one device."""
+
+    device_type: str
+    autocast_dtype: torch.dtype | None  # None: fp32, no autocast
+    channels_last: bool
+    compile: bool
+
+    @classmethod
+    def for_model(cls, config: Mapping[str, Any], device: torch.device, model: nn.Module) -> FastPath:
+        precision = config.get("precision", "auto")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        layout = config.get("channels_last", "auto")
+        if layout not in SWITCHES:
+            raise ValueError(f"channels_last {layout!r}: expected one of {', '.join(SWITCHES)}")
+        cuda = device.type == "cuda"
+        convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
+        bf16 = precision == "bf16" or (precision == "auto" and cuda and convolutional)
+        nhwc = convolutional and (layout == "on" or (layout == "auto" and cuda))
+        return cls(device.type, torch.bfloat16 if bf16 else None, nhwc, bool(config.get("compile", False)))
+
+    def describe(self) -> str:
+        precision = "bf16 autocast" if self.autocast_dtype is not None else "fp32"
+        return f"{precision}, {'channels_last' if self.channels_last else 'contiguous'}" + \
+            (", torch.compile" if self.compile else "")
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The context the training step and the test pass run in."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """NHWC weights if channels_last (in place), and cuDNN's autotuner with it on CUDA."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if self.device_type == "cuda":  # set both ways: a reused worker process keeps the last trial's flag
+            torch.backends.cudnn.benchmark = self.channels_last
+        return model
+
+    def maybe_compile(self, model: nn.Module) -> nn.Module:
+        """Compile the training ``forward`` in place if asked; state-dict keys are unchanged.
+
+        Called after the EMA copy is made, so the copy (used for evaluation only) stays eager.
+        """
+        if self.compile:
+            model.compile(dynamic=False)
+        return model
+
+    def prepare_batch(self, x: Tensor) -> Tensor:
+        """A batch in the layout the model's weights use (a no-op when already so)."""
+        if self.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def without_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Leave any enclosing autocast on ``device`` for a block that must compute in fp32.
+
+    A no-op on ``meta``, where ``trainables.memory`` traces shapes and autocast does not exist.
+    (A plain comparison: ``torch.amp.is_autocast_available`` would break ``torch.compile``'s graph.)
+    """
+    if device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, enabled=False)
