@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key; VALUE is JSON, a list makes it a grid axis (repeatable)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs reserved per trial")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions pack trials onto one GPU")
+    p.add_argument("--trials-per-gpu", type=int, metavar="N",
+                   help="pack N trials onto each GPU (a GPU resource of 1/N per trial); "
+                        "--dry-run shows each trial's estimated memory")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     p.add_argument("--address", help="address of an existing Ray cluster (default: start a local one)")
     p.add_argument("--storage", default=os.environ.get("IB_STORAGE", "./ray_results"),
@@ -108,6 +111,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise ValueError(f"--trials {args.trials}: only meaningful with --search optuna")
     cpus = spec.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial
     gpus = spec.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial
+    if args.trials_per_gpu is not None:
+        if args.trials_per_gpu < 1:
+            raise ValueError(f"--trials-per-gpu {args.trials_per_gpu}: expected an integer >= 1")
+        if args.gpus_per_trial is not None:
+            raise ValueError(f"--trials-per-gpu {args.trials_per_gpu} and --gpus-per-trial {args.gpus_per_trial:g}: "
+                             "give one of them")
+        gpus = 1.0 / args.trials_per_gpu
     if cpus == 0 and gpus == 0:
         raise ValueError("--cpus-per-trial 0 with no GPU: a trial needs at least one of them")
     storage = Path(args.storage).expanduser().resolve()
@@ -197,10 +207,37 @@ def print_dry_run(plan: Plan) -> None:
     print("fixed config: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
     print(f"resources per trial: {options.cpus_per_trial:g} CPU, {options.gpus_per_trial:g} GPU; "
           f"max concurrent: {options.max_concurrent or 'as resources allow'}")
+    if options.gpus_per_trial > 0:
+        print(memory_summary(spec, options))
     print(f"ray: {plan.address or 'local (started by this command)'}")
     print(f"results: {options.run_dir}")
     print(f"data: {options.data_dir}")
     print(f"mlflow: {plan.tracking_uri} (experiment {spec.name!r})")
+
+
+def memory_summary(spec: SweepSpec, options: LaunchOptions, *, most_configs: int = 64) -> str:
+    """The largest per-trial device-memory estimate over the grid, and what packing makes of it.
+
+    Imports torch and builds each distinct model on the ``meta`` device (no memory, no compute).
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # CompressAI's import warns about torch.jit.script
+        warnings.simplefilter("ignore", FutureWarning)
+        from trainables.memory import estimate_trial_memory, format_bytes
+
+    configs = spec.trial_configs()
+    distinct = list({json.dumps({k: v for k, v in c.items() if k != "seed"}, sort_keys=True): c
+                     for c in configs}.values())[:most_configs]
+    estimates = [estimate_trial_memory(config) for config in distinct]
+    largest = max(estimates, key=lambda e: e.total_bytes)
+    per_gpu = max(1, round(1 / options.gpus_per_trial)) if options.gpus_per_trial < 1 else 1
+    checked = f"largest of {len(distinct)} configs" if len(distinct) > 1 else "one config"
+    lines = [f"device memory per trial (estimate, {checked}): {largest.describe()}"]
+    if per_gpu > 1:
+        lines.append(f"  {per_gpu} trials per GPU: {format_bytes(per_gpu * largest.total_bytes)} of tensors, "
+                     "plus a CUDA context per trial")
+    return "\n".join(lines)
 
 
 def run_metadata(spec: SweepSpec, options: LaunchOptions) -> dict[str, Any]:
@@ -244,6 +281,7 @@ def run(plan: Plan) -> int:
     # Tune's own per-trial tables and checkpoint chatter drown the one line per trial we print.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the loggers tuner.build_tuner names are kept
     started_ray = not ray.is_initialized()  # a caller (a notebook, the tests) may have started it
     if started_ray:
         ray.init(address=plan.address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)

@@ -8,16 +8,19 @@ so the driver never imports a model or torch.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from search_spaces.spec import SweepSpec
 
 TRAINABLE = "trainables.harness:train"
+COMPILE_CACHE = "torch_compile_cache"  # under storage_path: torch.compile's kernels, shared by the sweep's trials
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,22 @@ def trainable(options: LaunchOptions) -> Any:
     module, name = TRAINABLE.split(":")
 
     def train(config: dict[str, Any]) -> None:
+        for key, value in worker_environment(options).items():
+            os.environ.setdefault(key, value)
         getattr(importlib.import_module(module), name)(config, data_dir=str(options.data_dir))
 
     train.__name__ = "train"
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
     return tune.with_resources(train, resources)
+
+
+def worker_environment(options: LaunchOptions) -> dict[str, str]:
+    """Variables a trial's process sets (unless already set) before it imports torch.
+
+    ``TORCHINDUCTOR_CACHE_DIR`` on the sweep's storage: with ``--set compile=true`` the first trial
+    compiles, and the others (on every node that mounts the storage) load its kernels.
+    """
+    return {"TORCHINDUCTOR_CACHE_DIR": str(options.storage_path / COMPILE_CACHE)}
 
 
 def param_space(spec: SweepSpec, search: str) -> dict[str, Any]:
@@ -91,11 +105,16 @@ def build_tuner(spec: SweepSpec, options: LaunchOptions, callbacks: list[Callabl
             search_alg=search_alg,
             num_samples=num_samples,
             max_concurrent_trials=max_concurrent,
+            # One worker process runs trial after trial: no process start and torch import per
+            # trial. Every trial reseeds and rebuilds its model, data and optimiser (harness.run_trial).
+            reuse_actors=True,
         ),
         run_config=RunConfig(
             name=options.run_name,
             storage_path=str(options.storage_path),
-            callbacks=callbacks,
+            # Tune's result.json and progress.csv (results.py reads them), without its TensorBoard
+            # logger (sweep.run sets TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): MLflow is the dashboard.
+            callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
             failure_config=FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             verbose=0,  # orchestrator.progress prints one line per trial instead

@@ -100,7 +100,7 @@ def fgsm_robust(logits_fn: LogitsFn, x: Tensor, y: Tensor, epsilons: Sequence[fl
 
 def pgd(logits_fn: LogitsFn, x: Tensor, y: Tensor, *, epsilon: float, step: float, steps: Sequence[int],
         generator: torch.Generator | None, eot_samples: int = 1, random_start: bool = True,
-        batch_size: int = BATCH_SIZE) -> dict[int, Tensor]:
+        batch_size: int = BATCH_SIZE, drop_settled: bool = True) -> dict[int, Tensor]:
     """Projected gradient descent in the L-inf ball (Madry et al., ICLR 2018), one run for all step counts.
 
     ``x_0 = clip(x + U(-epsilon, epsilon), 0, 1)`` (or ``x`` without random start), then
@@ -116,6 +116,8 @@ def pgd(logits_fn: LogitsFn, x: Tensor, y: Tensor, *, epsilon: float, step: floa
 
     Args:
         generator: draws the random start (on its own device); ``None`` only with ``random_start=False``.
+        drop_settled: ``False`` attacks every example at every step, settled or not (same results;
+            the baseline that ``python -m benchmarks evaluation`` times the dropping against).
 
     Returns:
         For each requested step count, a bool tensor of shape ``(len(x),)``: robust at that step.
@@ -132,12 +134,13 @@ def pgd(logits_fn: LogitsFn, x: Tensor, y: Tensor, *, epsilon: float, step: floa
     parts: dict[int, list[Tensor]] = {k: [] for k in wanted}
     for xb, yb in _chunks(x, y, batch_size):
         for k, robust in _pgd_batch(logits_fn, xb, yb, epsilon, step, wanted, generator, eot_samples,
-                                    random_start).items():
+                                    random_start, drop_settled).items():
             parts[k].append(robust)
     return {k: torch.cat(p) if p else torch.zeros(0, dtype=torch.bool, device=x.device) for k, p in parts.items()}
 
 
-def _pgd_batch(logits_fn, x, y, epsilon, step, wanted, generator, eot_samples, random_start) -> dict[int, Tensor]:
+def _pgd_batch(logits_fn, x, y, epsilon, step, wanted, generator, eot_samples, random_start,
+               drop_settled) -> dict[int, Tensor]:
     x = x.detach()
     last = wanted[-1]
     with torch.no_grad():  # two calls that agree bit for bit: a deterministic model (one sync)
@@ -167,7 +170,8 @@ def _pgd_batch(logits_fn, x, y, epsilon, step, wanted, generator, eot_samples, r
             snapshots[t] = chosen.clone()
         if t == last:
             break
-        if ((t + 1) & t) == 0:  # before steps 1, 2, 4, 8, ...: drop the settled examples (one sync)
+        # before steps 1, 2, 4, 8, ...: drop the settled examples (one sync)
+        if drop_settled and ((t + 1) & t) == 0:
             # clean-misclassified never count; for a deterministic model a misclassified choice is final
             keep = clean_correct[active] & ((score[active] > 0) if deterministic else True)
             active, origin, labels = active[keep], origin[keep], labels[keep]
