@@ -31,6 +31,11 @@ TRIAL_TAG = "ib.trial_id"
 LAST_EPOCH_TAG = "ib.last_epoch"
 PARENT_ID_TAG = "mlflow.parentRunId"
 MASKING_METRIC = "robust/masking_violations"
+# Epoch metrics are delivered in batches: Tune's report() in the trial waits until the driver has
+# handled the result, so one SQLite commit per epoch would slow every trial (docs/benchmarks.md).
+FLUSH_RESULTS = 64  # deliver once this many operations are queued ...
+FLUSH_SECONDS = 5.0  # ... or this long after the last delivery; trial starts and ends deliver at once
+MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limit
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -91,17 +96,22 @@ class MlflowTrackingCallback(tune.Callback):
         run_name: the Tune experiment's name; tags the parent run so a resume finds it.
         parent_tags: tags of the parent run (sweep, objective, git commit, command line, versions).
         parent_params: params of the parent run (the config the trials share).
+        drain_timeout_s: how long the end of the sweep waits for an unreachable store.
+        flush_results, flush_seconds: epoch metrics are delivered once this many operations are
+            queued or this long after the last delivery (``flush_seconds=0``: every result at once).
     """
 
     def __init__(self, tracking_uri: str, experiment: str, run_name: str,
                  parent_tags: Mapping[str, str], parent_params: Mapping[str, Any],
-                 drain_timeout_s: float = 600.0):
+                 drain_timeout_s: float = 600.0, flush_results: int = FLUSH_RESULTS,
+                 flush_seconds: float = FLUSH_SECONDS):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.run_name = run_name
         self.parent_tags = dict(parent_tags)
         self.parent_params = dict(parent_params)
         self.drain_timeout_s = drain_timeout_s
+        self.flush_results, self.flush_seconds = flush_results, flush_seconds
         self.parent_run_id: str | None = None
         self.trial_runs: dict[str, str] = {}  # trial_id -> child run id
         self.last_epoch: dict[str, int] = {}  # trial_id -> last epoch logged
@@ -110,6 +120,7 @@ class MlflowTrackingCallback(tune.Callback):
         self._experiment_id: str | None = None
         self._retry_at = 0.0
         self._failures = 0
+        self._delivered_at = 0.0
 
     # Tune pickles callbacks with the Tuner: keep the client out of the pickle.
     def __getstate__(self) -> dict[str, Any]:
@@ -183,15 +194,31 @@ class MlflowTrackingCallback(tune.Callback):
 
     # ---- delivery ----------------------------------------------------------------------------
     def _queue(self, operation: dict[str, Any]) -> None:
+        """Queue ``operation``; deliver now unless it is an epoch's metrics and the batch is young.
+
+        Queued operations are part of :meth:`get_state`, so holding a batch back loses nothing if
+        the driver dies: Tune's saved state carries them into ``--resume``.
+        """
         self.pending.append(operation)
-        if time.monotonic() >= self._retry_at:
+        now = time.monotonic()
+        due = (operation["op"] != "log" or len(self.pending) >= self.flush_results
+               or now - self._delivered_at >= self.flush_seconds)
+        if due and now >= self._retry_at:
             self._deliver()
 
     def _deliver(self) -> None:
-        """Apply queued operations in order; on the first failure keep the rest and back off."""
+        """Apply queued operations in order; on the first failure keep the rest and back off.
+
+        Consecutive epoch logs of one trial go to MLflow as one ``log_batch``.
+        """
+        self._delivered_at = time.monotonic()
         while self.pending:
+            count = self._batch_length()
             try:
-                self._apply(self.pending[0])
+                if self.pending[0]["op"] == "log":
+                    self._apply_logs(self.pending[:count])
+                else:
+                    self._apply(self.pending[0])
             except Exception as error:  # the store is down or unreachable: keep everything, retry later
                 self._failures += 1
                 delay = min(30.0, 0.5 * 2 ** min(self._failures, 6))
@@ -200,11 +227,39 @@ class MlflowTrackingCallback(tune.Callback):
                     logger.warning("MLflow at %s is unreachable (%s); buffering %d operations and retrying",
                                    self.tracking_uri, type(error).__name__, len(self.pending))
                 return
-            self.pending.pop(0)
+            del self.pending[:count]
             if self._failures:
                 logger.warning("MLflow at %s is reachable again; delivering buffered operations", self.tracking_uri)
                 self._failures = 0
                 self._retry_at = 0.0
+
+    def _batch_length(self) -> int:
+        """How many queued operations from the head are epoch logs of one trial fitting one call."""
+        head = self.pending[0]
+        if head["op"] != "log":
+            return 1
+        count, metrics = 0, 0
+        for operation in self.pending:
+            if operation["op"] != "log" or operation["trial"] != head["trial"]:
+                break
+            metrics += len(operation["metrics"])
+            if count and metrics > MAX_METRICS_PER_CALL:
+                break
+            count += 1
+        return count
+
+    def _apply_logs(self, operations: list[dict[str, Any]]) -> None:
+        """Several epochs of one trial in one ``log_batch``; epochs already logged are skipped."""
+        head = operations[0]
+        trial_id = head["trial"]
+        run_id = self._child_run(trial_id, head["config"], head["name"])
+        fresh = [o for o in operations if o["epoch"] > self.last_epoch.get(trial_id, 0)]
+        if not fresh:
+            return
+        metrics = [Metric(k, v, o["time"], o["epoch"]) for o in fresh for k, v in o["metrics"].items()]
+        last = max(o["epoch"] for o in fresh)
+        self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(LAST_EPOCH_TAG, str(last)), *_masking_tags(fresh)])
+        self.last_epoch[trial_id] = last
 
     def _apply(self, operation: dict[str, Any]) -> None:
         kind = operation["op"]
@@ -214,18 +269,7 @@ class MlflowTrackingCallback(tune.Callback):
             return
         trial_id = operation["trial"]
         run_id = self._child_run(trial_id, operation["config"], operation["name"])
-        if kind == "log":
-            epoch = operation["epoch"]
-            if epoch <= self.last_epoch.get(trial_id, 0):
-                return  # replayed after a restore from an older checkpoint: already logged
-            metrics = [Metric(k, v, operation["time"], epoch) for k, v in operation["metrics"].items()]
-            tags = [RunTag(LAST_EPOCH_TAG, str(epoch))]
-            if operation["metrics"].get(MASKING_METRIC, 0) > 0:
-                tags.append(RunTag("gradient_masking",
-                                   f"suspected: {int(operation['metrics'][MASKING_METRIC])} check(s) violated"))
-            self.client.log_batch(run_id, metrics=metrics, tags=tags)
-            self.last_epoch[trial_id] = epoch
-        elif kind == "end":
+        if kind == "end":
             if "error" in operation:
                 self.client.set_tag(run_id, "error", operation["error"])
             self.client.set_terminated(run_id, status=operation["status"])
@@ -263,6 +307,12 @@ def find_parent_run(tracking_uri: str, experiment_id: str, run_name: str) -> str
 def log_artifacts(tracking_uri: str, run_id: str, directory: Path) -> None:
     """Attach the report files to the sweep's parent run."""
     MlflowClient(tracking_uri).log_artifacts(run_id, str(directory), artifact_path="reports")
+
+
+def _masking_tags(operations: list[dict[str, Any]]) -> list[RunTag]:
+    """The ``gradient_masking`` tag, from the last of ``operations`` that reports violated checks."""
+    flagged = [o["metrics"][MASKING_METRIC] for o in operations if o["metrics"].get(MASKING_METRIC, 0) > 0]
+    return [RunTag("gradient_masking", f"suspected: {int(flagged[-1])} check(s) violated")] if flagged else []
 
 
 def _is_metric(key: str, value: Any) -> bool:

@@ -19,8 +19,10 @@ def _trial(trial_id: str, beta: float, status: str = "RUNNING"):
                            get_error=lambda: None, path="/nowhere", last_result={})
 
 
-def _callback(uri: str) -> MlflowTrackingCallback:
-    return MlflowTrackingCallback(uri, "exp", "exp_run1", {"sweep": "exp"}, {"lr": 0.1})
+def _callback(uri: str, **options) -> MlflowTrackingCallback:
+    """Delivers every result at once unless ``options`` say otherwise (batching has its own test)."""
+    return MlflowTrackingCallback(uri, "exp", "exp_run1", {"sweep": "exp"}, {"lr": 0.1},
+                                  **{"flush_seconds": 0.0, **options})
 
 
 def _result(epoch: int, acc: float) -> dict:
@@ -66,6 +68,35 @@ def test_a_violated_masking_check_tags_the_run(tmp_path):
     _, children = mlflow_runs(uri, "exp")
     tags = {c.data.tags["ib.trial_id"]: c.data.tags.get("gradient_masking") for c in children}
     assert tags == {"t1": "suspected: 2 check(s) violated", "t2": None}
+
+
+def test_epoch_metrics_are_batched_until_a_trial_ends_and_kept_in_the_saved_state(tmp_path, monkeypatch):
+    """Held-back epochs travel in get_state (a killed driver loses none) and go out as one log_batch."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trials = [_trial("t1", 0.1)]
+    callback = _callback(uri, flush_results=64, flush_seconds=3600.0)
+    callback.setup()
+    callback.on_trial_start(0, trials, trials[0])
+    calls = []
+    original = MlflowClient.log_batch
+
+    def counted(self, run_id, **kwargs):
+        calls.append(kwargs)
+        return original(self, run_id, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", counted)
+    for epoch in range(1, 6):
+        callback.on_trial_result(0, trials, trials[0], {**_result(epoch, 0.1 * epoch),
+                                                        "robust/masking_violations": float(epoch == 5)})
+    assert calls == [] and [op["epoch"] for op in callback.get_state()["pending"]] == [1, 2, 3, 4, 5]
+    callback.on_trial_complete(0, trials, trials[0])
+    assert len(calls) == 1 and callback.get_state()["pending"] == []
+    _, children = mlflow_runs(uri, "exp")
+    assert metric_steps(uri, children[0].info.run_id, "test/acc") == [1, 2, 3, 4, 5]
+    assert children[0].data.tags["gradient_masking"] == "suspected: 1 check(s) violated"
+    assert children[0].data.tags["ib.last_epoch"] == "5" and children[0].info.status == "FINISHED"
 
 
 def test_saved_state_round_trips(tmp_path):
