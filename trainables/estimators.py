@@ -56,6 +56,12 @@ def gaussian_kl_standard_normal(mean: Tensor, std: Tensor) -> Tensor:
     return 0.5 * (std.square() + mean.square() - 1.0 - 2.0 * log_std).sum(dim=-1)
 
 
+def view_pairs(n: int, device: torch.device) -> Tensor:
+    """Index of each of 2N stacked views' other view: ``i <-> i + N``, built on ``device`` (no
+    host-to-device copy, so no sync on CUDA)."""
+    return (torch.arange(2 * n, device=device) + n) % (2 * n)
+
+
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
     """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR, in nats.
 
@@ -94,8 +100,7 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
     u = torch.nn.functional.normalize(torch.cat([z1, z2]).to(dtype), dim=1)
     similarity = u @ u.T / temperature
     similarity = similarity.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float("-inf"))
-    positive = (torch.arange(2 * n, device=u.device) + n) % (2 * n)  # i <-> i + n, built on the device (no copy)
-    return torch.nn.functional.cross_entropy(similarity, positive)
+    return torch.nn.functional.cross_entropy(similarity, view_pairs(n, u.device))
 
 
 def moco_info_nce(query: Tensor, key: Tensor, queue: Tensor, temperature: float) -> Tensor:

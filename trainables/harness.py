@@ -133,7 +133,8 @@ def build_training(config, data: Dataset, device: torch.device):
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=config["lr_decay"], patience=config["lr_patience"], threshold=1e-4, threshold_mode="abs")
     else:
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["lr_decay_every"], gamma=config["lr_decay"])
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["lr_decay_every"],
+                                                    gamma=config["lr_decay"])
     ema = None
     if config["ema_decay"] > 0:
         ema = AveragedModel(objective, multi_avg_fn=get_ema_multi_avg_fn(config["ema_decay"]), use_buffers=True)

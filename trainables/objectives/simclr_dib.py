@@ -59,7 +59,7 @@ from torch import Tensor, nn
 from trainables.augment import ViewAugmentation
 from trainables.autoencoder import MLPHead
 from trainables.entropy_models import ENTROPY_MODELS, build_entropy_model
-from trainables.estimators import nt_xent
+from trainables.estimators import nt_xent, view_pairs
 from trainables.models import RESNET_STEMS, build_encoder, pixel_normalization
 from trainables.objectives import register_objective
 from trainables.objectives.base import Objective, choice, float_in_range, integer, nonnegative_float
@@ -181,5 +181,4 @@ def _contrastive_accuracy(z1: Tensor, z2: Tensor) -> Tensor:
     u = nn.functional.normalize(torch.cat([z1, z2]).float(), dim=1)
     similarity = (u @ u.T).fill_diagonal_(float("-inf"))
     n = len(z1)
-    pair = (torch.arange(2 * n, device=u.device) + n) % (2 * n)  # i <-> i + n, built on the device (no copy)
-    return (similarity.argmax(dim=1) == pair).float().mean()
+    return (similarity.argmax(dim=1) == view_pairs(n, u.device)).float().mean()

@@ -1,0 +1,97 @@
+"""What the robustness evaluation costs, in training epochs, and what its two tricks save.
+
+One trial of ``--sweep`` (default ``dib_digits``, beta 0: the CE model, whose PGD accuracy is the
+lowest) is trained in-process by the harness's loop on its real dataset, timing every epoch.
+Then PGD (the sweep's epsilon and step, random start) on the sweep's ``eval_subset`` test
+examples, three ways, each timed:
+
+- naive: PGD-7 and PGD-20 as two separate runs, every example attacked at every step;
+- one run: a single PGD-20 run whose iterate 7 gives PGD-7 (NOTES.md, Numerics);
+- one run, settled examples dropped: also stop attacking an example once it is misclassified
+  (this deterministic model's later iterates cannot make it robust again), the harness's path.
+
+The three must give the same robust accuracies (checked); the figures are seconds and seconds
+divided by the mean training epoch. Robustness only after the last epoch is the third saving:
+an evaluation every epoch would cost ``epochs`` times the figure here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks evaluation")
+    parser.add_argument("--sweep", default="dib_digits", help="a sweep whose objective has logits (default dib_digits)")
+    parser.add_argument("--beta", type=float, default=0.0)
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the sweep's)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+
+    from benchmarks.common import machine
+    from search_spaces import get_sweep
+    from trainables.data import load_dataset
+    from trainables.evaluation.attacks import pgd
+    from trainables.harness import build_training, train_epoch
+
+    device = torch.device(args.device)
+    spec = get_sweep(args.sweep).with_overrides({"beta": [args.beta]}, epochs=args.epochs)
+    config = spec.trial_configs()[0]
+    torch.manual_seed(0)
+    data = load_dataset(config["dataset"], data_dir="./data", device=device, train_subset=int(config["train_subset"]),
+                        test_subset=int(config["test_subset"]), seed=0)
+    objective, optimizer, aux_optimizer, scheduler, ema, fast = build_training(config, data, device)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def timed(fn):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return out, time.perf_counter() - start
+
+    epoch_seconds = []
+    for epoch in range(1, spec.epochs + 1):
+        objective.start_epoch(epoch)
+        _, seconds = timed(lambda: train_epoch(objective, optimizer, aux_optimizer, ema, data, config, generator,
+                                               epoch, fast))
+        epoch_seconds.append(seconds)
+        scheduler.step()
+    epoch_time = sum(epoch_seconds[1:]) / max(1, len(epoch_seconds) - 1)  # the first includes warm-up
+    model = ema.module if ema is not None else objective
+    model.eval()
+    n = int(config["eval_subset"])
+    x, y = data.test_x[:n], data.test_y[:n]
+    settings = {"epsilon": float(config["pgd_epsilon"]), "step": float(config["pgd_step"])}
+
+    def attack(steps, drop):
+        return pgd(model.logits, x, y, steps=steps, generator=torch.Generator(device=device).manual_seed(1),
+                   drop_settled=drop, **settings)
+
+    attack([7, 20], True)  # warm-up
+    (naive7, t7), (naive20, t20) = timed(lambda: attack([7], False)), timed(lambda: attack([20], False))
+    one_run, t_one = timed(lambda: attack([7, 20], False))
+    dropped, t_drop = timed(lambda: attack([7, 20], True))
+    accuracies = {name: (float(r[7].float().mean()), float(r[20].float().mean()))
+                  for name, r in (("naive", {7: naive7[7], 20: naive20[20]}), ("one run", one_run), ("dropped", dropped))}
+    same = len(set(accuracies.values())) == 1
+
+    print(f"machine: {machine()}; device {device}")
+    print(f"{args.sweep}, beta {args.beta:g}: {spec.epochs} epochs of {len(data.train_y)} examples, "
+          f"mean epoch {epoch_time:.3f} s; PGD on {n} test examples; clean accuracy "
+          f"{float((model.logits(x).argmax(-1) == y).float().mean()):.3f}")
+    print(f"robust accuracy (PGD-7, PGD-20): {accuracies['dropped'][0]:.3f}, {accuracies['dropped'][1]:.3f}; "
+          f"identical in all three ways: {'yes' if same else 'NO ' + str(accuracies)}")
+    naive = t7 + t20
+    for label, seconds in (("naive: PGD-7 and PGD-20 separately, every example", naive),
+                           ("one PGD-20 run gives both", t_one),
+                           ("one run, settled examples dropped (the harness)", t_drop)):
+        print(f"  {label:<50} {seconds:7.3f} s = {seconds / epoch_time:6.2f} epochs  {naive / seconds:5.1f}x")
+    print(f"  every epoch instead of after the last: {spec.epochs} x {t_drop:.3f} s = "
+          f"{spec.epochs * t_drop / epoch_time:.1f} epochs")
+    return 0 if same else 1

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The GPU figures of docs/benchmarks.md: bash benchmarks/gpu.sh OUTPUT_DIR [STEP ...]
+# STEP is any of tests train_step train_step_compile dib_cifar_sweep data_pipeline evaluation
+# (default: all, about 12 minutes on one H100). Each benchmark prints the machine it ran on.
+set -uo pipefail
+out="${1:-benchmark_results}"
+shift || true
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(tests train_step train_step_compile dib_cifar_sweep data_pipeline evaluation)
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+nvidia-smi -L | tee "$out/gpu.txt"
+run() { local name="$1"; shift; echo "== $name: $*"; timeout 420 "$@" 2>&1 | grep -v -i "warn" | tee "$out/$name.txt"; }
+for step in "${steps[@]}"; do
+  case "$step" in
+    tests) run tests python3 -m pytest -q -p no:cacheprovider tests/test_fast_path.py tests/test_knn_entropy.py ;;
+    train_step) run train_step python3 -m benchmarks train_step ;;
+    train_step_compile) run train_step_compile python3 -m benchmarks train_step --objectives dib --compile ;;
+    dib_cifar_sweep) run dib_cifar_sweep python3 -m benchmarks dib_cifar_sweep --packing 1,2,4 --epochs 2 ;;
+    data_pipeline) run data_pipeline python3 -m benchmarks data_pipeline --images 50000 --batch-size 512 --workers 8 ;;
+    evaluation) run evaluation python3 -m benchmarks evaluation --epochs 10 ;;
+    *) echo "unknown step $step" >&2; exit 2 ;;
+  esac
+done

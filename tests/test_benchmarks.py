@@ -1,0 +1,46 @@
+"""The benchmarks run (tiny sizes, on the CPU) and print the figures docs/benchmarks.md quotes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from benchmarks.__main__ import main
+
+
+def test_train_step_prints_a_ratio_per_row(capsys, one_thread_per_module):
+    assert main(["train_step", "--objectives", "dib,vib", "--steps", "2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^  (\S.*?)\s+([\d,]+) images/s\s+([\d.]+)x", out, flags=re.M)
+    labels = [label.strip() for label, _, _ in rows]
+    # dib: plain, metrics once an epoch, sync-free bottleneck, bf16; vib has no bottleneck row
+    assert labels.count("plain fp32 (loss.item() every step)") == 2 and labels.count("+ bf16 autocast") == 2
+    assert labels.count("+ sync-free entropy bottleneck") == 1
+    assert all(float(speed.replace(",", "")) > 0 for _, speed, _ in rows)
+    assert [ratio for label, _, ratio in rows if label.startswith("plain")] == ["1.00", "1.00"]
+
+
+def test_train_step_rejects_an_unknown_objective(capsys):
+    with pytest.raises(SystemExit):
+        main(["train_step", "--objectives", "dibb"])
+    assert "--objectives: unknown dibb" in capsys.readouterr().err
+
+
+def test_evaluation_finds_the_same_robust_accuracy_three_ways(capsys, one_thread_per_module):
+    assert main(["evaluation", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "identical in all three ways: yes" in out
+    assert len(re.findall(r"epochs\s+[\d.]+x$", out, flags=re.M)) == 3
+
+
+def test_data_pipeline_prints_its_ratio(capsys):
+    assert main(["data_pipeline", "--images", "512", "--repeats", "1", "--workers", "0"]) == 0
+    assert re.search(r"ratio \(median of 1 paired repeats\): [\d.]+x", capsys.readouterr().out)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_dib_cifar_sweep_needs_a_gpu(capsys):
+    assert main(["dib_cifar_sweep"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
