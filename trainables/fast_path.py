@@ -27,7 +27,7 @@ training run in fp32, so a robustness figure never depends on the training preci
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,11 +60,6 @@ class FastPath:
         bf16 = precision == "bf16" or (precision == "auto" and cuda and convolutional)
         nhwc = convolutional and (layout == "on" or (layout == "auto" and cuda))
         return cls(device.type, torch.bfloat16 if bf16 else None, nhwc, bool(config.get("compile", False)))
-
-    def describe(self) -> str:
-        precision = "bf16 autocast" if self.autocast_dtype is not None else "fp32"
-        return f"{precision}, {'channels_last' if self.channels_last else 'contiguous'}" + \
-            (", torch.compile" if self.compile else "")
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context the training step and the test pass run in."""
