@@ -2,7 +2,8 @@
 
 ``train(config, data_dir=...)`` seeds everything, picks the device Ray assigned, loads the dataset
 as tensors on that device, builds the objective named in the config, and loops over epochs:
-one ``tune.report`` per epoch, a checkpoint every ``checkpoint_every`` epochs and at the last.
+one ``tune.report`` per epoch (sent from a background thread: ``trainables.reporting``), a
+checkpoint every ``checkpoint_every`` epochs and at the last.
 A trial restarted by Tune resumes from ``tune.get_checkpoint()``; a checkpoint written under a
 different config is refused. A non-finite training term ends the trial with an error that names
 the epoch and the term; Tune records the error and the sweep goes on.
@@ -33,6 +34,7 @@ from trainables.evaluation.info_plane import info_plane
 from trainables.fast_path import FastPath
 from trainables.objectives import build_objective
 from trainables.objectives.base import Objective
+from trainables.reporting import BackgroundReporter
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +58,9 @@ def train(config: dict[str, Any], *, data_dir: str) -> None:
     device, cpus = _trial_device()
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(cpus)))
-    run_trial(config, data_dir=data_dir, device=device, report=_tune_report,
-              checkpoint=checkpoint_candidates(tune.get_checkpoint()))
+    with BackgroundReporter(_tune_report) as report:  # training goes on while the driver handles a result
+        run_trial(config, data_dir=data_dir, device=device, report=report,
+                  checkpoint=checkpoint_candidates(tune.get_checkpoint()))
 
 
 def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
