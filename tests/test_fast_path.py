@@ -84,10 +84,18 @@ def test_channels_last_computes_the_same_epoch_as_the_default_layout(one_thread_
         assert results[1][key] == pytest.approx(results[0][key], rel=1e-4, abs=1e-5), key
 
 
-def test_compiled_forward_matches_eager(one_thread_per_module, monkeypatch):
+@pytest.fixture
+def eager_random():
+    """Inductor draws random numbers as eager does (VIB samples z; DIB's entropy model adds noise).
+    ``config.patch``: pytest's monkeypatch deletes a torch config key when it undoes the patch,
+    which broke every later compile in the session."""
     import torch._inductor.config
 
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's RNG: VIB samples z
+    with torch._inductor.config.patch(fallback_random=True):
+        yield
+
+
+def test_compiled_forward_matches_eager(one_thread_per_module, eager_random):
     data = load_dataset("digits", data_dir=".", device="cpu", train_subset=128, test_subset=100, seed=0)
     results = []
     for compiled in (False, True):
@@ -99,6 +107,108 @@ def test_compiled_forward_matches_eager(one_thread_per_module, monkeypatch):
         assert sorted(model.state_dict()) == sorted(build_objective(config, (1, 8, 8), 10).state_dict())
     for key in results[0]:
         assert results[1][key] == pytest.approx(results[0][key], rel=1e-3, abs=1e-5), key
+
+
+@pytest.fixture
+def counted_compile(monkeypatch):
+    """``nn.Module.compile`` with a frame-counting aot_eager backend instead of inductor, on a fresh
+    dynamo. Dynamo alone decides graph breaks and guards, so recompiles are the same as under
+    inductor, without its C++ builds (minutes for a conv net on two cores)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    counter = CompileCounterWithBackend("aot_eager")
+    compile_module = nn.Module.compile
+    monkeypatch.setattr(nn.Module, "compile",
+                        lambda self, *args, **kwargs: compile_module(self, *args, **{**kwargs, "backend": counter}))
+    yield counter
+    torch._dynamo.reset()
+
+
+# Per objective: a batch size that leaves a shorter last batch of the 256 training digits (knn_ib's
+# class-balanced batches are all full), the warm-up's end inside the run where there is one, and
+# infomax's NWJ bound (its off-diagonal mean once took a data-dependent shape).
+COMPILE_RUNS = {"dib": {"batch_size": 96, "warmup_epochs": 1}, "simclr_dib": {"batch_size": 96, "warmup_epochs": 1},
+                "knn_ib": {}, "hybrid": {"batch_size": 96}, "vib": {"batch_size": 96, "ema_decay": 0.9},
+                "infomax": {"batch_size": 96, "eval_batch_size": 128, "test_subset": 256, "estimator": "nwj"}}
+
+
+@pytest.mark.parametrize("objective", objective_names())
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_compiled_training_compiles_in_the_first_epoch_only(objective, precision, counted_compile, tmp_path,
+                                                            one_thread_per_module):
+    """A whole trial (run_trial: epochs, per-epoch test pass, probes, information plane, attacks):
+    compile=true compiles the training forward in epoch 1 (the full batch and the shorter last
+    one) and never again, in one graph each: a per-epoch Python number read in forward (DIB's
+    warm-up) recompiled it every epoch, and an ``.item()`` or a data-dependent shape broke it."""
+    from torch._dynamo.utils import counters
+
+    from trainables.harness import run_trial
+
+    assert set(COMPILE_RUNS) == set(objective_names())
+    config = _digits_config(objective, epochs=3, compile=True, precision=precision, checkpoint_every=10,
+                            **COMPILE_RUNS[objective])
+    frames = []
+    run_trial(config, data_dir=str(tmp_path), device=torch.device("cpu"),
+              report=lambda metrics, checkpoint: frames.append(counted_compile.frame_count))
+    full_batches_only = objective == "knn_ib"
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert frames[0] == (1 if full_batches_only else 2), f"graphs compiled in epoch 1: {frames[0]}"
+    assert frames == [frames[0]] * 3, f"recompiled after epoch 1: graphs compiled by each epoch's end {frames}"
+
+
+def test_compiled_dib_follows_the_warm_up_as_eager_does(one_thread_per_module, eager_random):
+    """Inductor's forward reads the rate weight each step, not a value frozen at the first
+    compile: epoch 1 (warm-up, CE only) and epoch 2 (CE + beta * rate) agree with eager, from one
+    graph (two full batches an epoch). About 15 s of C++ compile on one core with a cold cache."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    data = load_dataset("digits", data_dir=".", device="cpu", train_subset=128, test_subset=100, seed=0)
+    results = []
+    for compiled in (False, True):
+        config = _digits_config("dib", precision="fp32", compile=compiled, batch_size=64, warmup_epochs=1, beta=2.0)
+        torch.manual_seed(0)
+        model, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, torch.device("cpu"))
+        generator = torch.Generator().manual_seed(0)
+        epochs = []
+        for epoch in (1, 2):
+            model.start_epoch(epoch)
+            epochs.append(train_epoch(model, optimizer, aux_optimizer, ema, data, config, generator, epoch, fast))
+        results.append(epochs)
+    assert counters["stats"]["unique_graphs"] == 1
+    (warm_up, priced), (compiled_warm_up, compiled_priced) = results
+    assert warm_up["loss"] == pytest.approx(warm_up["ce"])
+    assert priced["loss"] == pytest.approx(priced["ce"] + 2.0 * priced["bits_per_dim"], rel=1e-5)
+    for eager, compiled in ((warm_up, compiled_warm_up), (priced, compiled_priced)):
+        assert eager.keys() == compiled.keys()
+        for key in eager:
+            assert compiled[key] == pytest.approx(eager[key], rel=1e-5, abs=1e-6), key
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("weight", [0.0, 0.05, 2.0])
+def test_scale_gradient_by_a_tensor_weight_matches_a_float_weight(dtype, weight):
+    """The objectives' per-epoch rate weight is a 0-d tensor (no recompiles); it must scale the
+    gradient exactly as the Python float did, also for a bf16 ``h``, and at 0 (the float cuts the
+    gradient off, the tensor adds exact zeros to what ``h`` gets by another path)."""
+    from trainables.objectives.dib import scale_gradient
+
+    h = torch.randn(64, 8, generator=torch.Generator().manual_seed(0)).to(dtype)
+    other = torch.randn(64, 8, generator=torch.Generator().manual_seed(1)).to(dtype)
+    upstream = torch.randn(64, 8, generator=torch.Generator().manual_seed(2))
+    gradients = []
+    for w in (weight, torch.tensor(weight)):
+        leaf = h.clone().requires_grad_()
+        scaled = scale_gradient(leaf, w)
+        assert torch.equal(scaled, h) and scaled.dtype == dtype
+        # h also reaches the loss by another path, as h_hat reaches the classifier
+        ((scaled.float() * upstream).sum() + (leaf * other).float().sum()).backward()
+        gradients.append(leaf.grad)
+    assert torch.equal(gradients[0], gradients[1])
 
 
 # ---- the sync-free entropy bottleneck ------------------------------------------------------

@@ -207,7 +207,11 @@ def nwj(scores: Tensor) -> Tensor:
     """
     scores = _check_scores(scores, "nwj")
     b = scores.shape[0]
-    off_diagonal = scores.masked_select(~torch.eye(b, dtype=torch.bool, device=scores.device))
+    # the off-diagonal entries in row-major order, as masked_select with ~eye would give them, but
+    # by a static reshape: masked_select's data-dependent size broke torch.compile's graph (and
+    # synced the host on CUDA). Dropping the first element leaves rows of B + 1 that each end
+    # with a diagonal entry.
+    off_diagonal = scores.reshape(-1)[1:].reshape(b - 1, b + 1)[:, :-1].reshape(-1)
     log_mean_exp = torch.logsumexp(off_diagonal - 1.0, dim=0) - math.log(b * (b - 1))
     return scores.diagonal().mean() - log_mean_exp.exp()
 
@@ -321,6 +325,11 @@ def class_conditional_knn_entropy(z: Tensor, y: Tensor, k: int = 1, *, num_class
     return constant + d / 2 * log_squared.sum() / total
 
 
+# A Python number of Python numbers (batch size, k): under torch.compile it is evaluated while
+# tracing and baked into the graph, instead of its .item() breaking the training forward's graph.
+# Sound because the harness compiles with static shapes (dynamic=False): each batch size gets its
+# own graph, so the baked value is never reused for another.
+@torch.compiler.assume_constant_result
 def _digamma(x: float) -> float:
     return torch.special.digamma(torch.tensor(float(x), dtype=torch.float64)).item()
 

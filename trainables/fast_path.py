@@ -14,9 +14,19 @@ Three config keys (declared in ``search_spaces.spec.HARNESS_DEFAULTS``) choose t
   ``torch.backends.cudnn.benchmark`` is turned on (shapes are fixed, so cuDNN times its
   algorithms once per shape and keeps the fastest; results are then not bitwise reproducible).
 - ``compile``: ``true`` compiles the objective's training ``forward`` with ``torch.compile``
-  (inductor; one recompilation for the epoch's shorter last batch). The cache of compiled
-  kernels is shared by the trials of a sweep (``TORCHINDUCTOR_CACHE_DIR``, set by
-  ``orchestrator.tuner``), so only the first trial of a configuration pays the full compile.
+  (inductor, static shapes; AOTAutograd compiles its backward with it). The optimiser steps, the
+  aux loss, the EMA update and all evaluation (``evaluate``, ``logits``, probes, attacks) stay
+  eager. Everything compiles in the first epoch: one graph for the full batch and one for the
+  epoch's shorter last batch, if any, and nothing after. This holds because no objective's
+  forward reads a Python number that changes between epochs (dynamo would bake it in as a
+  constant and recompile when it changes: the DIB objectives' warm-up weight was ``self.epoch``,
+  which recompiled the ResNet-18 step every epoch, inside the timed epochs of ``python -m
+  benchmarks train_step``, until the recompile limit of 8 sent the forward back to eager; it is
+  now a 0-d buffer that ``start_epoch`` fills), and no forward breaks its graph (no ``.item()``,
+  no data-dependent shapes). ``tests/test_fast_path.py`` checks both on the CPU for every
+  objective. The cache of compiled kernels is shared by the trials of a sweep
+  (``TORCHINDUCTOR_CACHE_DIR``, set by ``orchestrator.tuner``), so only the first trial of a
+  configuration pays the full compile.
 
 Only the training step and the per-epoch test pass run under autocast. Pieces that need fp32
 upcast themselves inside it: the entropy models' likelihoods, the Gaussian KL, and the k-NN
@@ -79,6 +89,8 @@ class FastPath:
         """Compile the training ``forward`` in place if asked; state-dict keys are unchanged.
 
         Called after the EMA copy is made, so the copy (used for evaluation only) stays eager.
+        Only ``__call__`` (the training ``forward``) is compiled; methods the harness calls
+        directly (``evaluate``, ``logits``, ``aux_loss``) are not.
         """
         if self.compile:
             model.compile(dynamic=False)

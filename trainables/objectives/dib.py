@@ -67,8 +67,16 @@ def ste_round(h: Tensor) -> Tensor:
     return h + (torch.round(h) - h).detach()
 
 
-def scale_gradient(h: Tensor, weight: float) -> Tensor:
-    """``h`` forward; the gradient that reaches ``h`` is multiplied by ``weight``."""
+def scale_gradient(h: Tensor, weight: float | Tensor) -> Tensor:
+    """``h`` forward; the gradient that reaches ``h`` is multiplied by ``weight``.
+
+    A float 0 cuts the gradient off. A 0-d tensor (the objectives' per-epoch ``rate_weight``) is
+    never branched on, so ``torch.compile`` keeps one graph whatever its value; it multiplies in
+    fp32 as a Python float would (a bf16 ``h`` times a device tensor would round it to bf16 first),
+    and a 0 adds exact zeros to the gradient ``h`` gets by other paths.
+    """
+    if isinstance(weight, Tensor):
+        return h.detach() + (weight * (h - h.detach()).float()).to(h.dtype)
     if weight == 0:
         return h.detach()
     return h.detach() + weight * (h - h.detach())
@@ -93,15 +101,16 @@ class DeterministicInformationBottleneck(Objective):
         channels = self.encoder.feature_dim
         self.entropy_model = build_entropy_model(entropy_model, channels)
         self.classifier = nn.Linear(channels, self.num_classes)
-        self.epoch = 1  # set by start_epoch; the first epoch until the harness says otherwise
+        # beta after warm-up, 0 during it: a 0-d buffer, not a Python number, because torch.compile
+        # treats a module's numbers as constants and recompiled the training forward every epoch
+        # (self.epoch == 1 guards). Not in the state dict: start_epoch sets it before every epoch.
+        self.register_buffer("rate_weight", torch.zeros(()), persistent=False)
+        self.start_epoch(1)  # the first epoch until the harness says otherwise
 
+    @torch.no_grad()
     def start_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
-
-    @property
-    def rate_weight(self) -> float:
-        """beta after warm-up, 0 during it."""
-        return self.beta if self.epoch > self.warmup_epochs else 0.0
+        self.rate_weight.fill_(self.beta if self.epoch > self.warmup_epochs else 0.0)
 
     def features(self, x: Tensor) -> Tensor:
         """The continuous feature ``h`` (B, C) of pixels in [0, 1]."""

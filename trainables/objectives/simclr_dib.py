@@ -97,15 +97,15 @@ class SimCLRDeterministicIB(Objective):
         channels = self.encoder.feature_dim
         self.entropy_model = build_entropy_model(entropy_model, channels)
         self.projection = MLPHead(channels, channels, projection_dim)
-        self.epoch = 1
+        # 2 beta (both views) after warm-up, 0 during it: a 0-d buffer, as in dib, so that
+        # torch.compile does not recompile the training forward when the epoch changes
+        self.register_buffer("rate_weight", torch.zeros(()), persistent=False)
+        self.start_epoch(1)
 
+    @torch.no_grad()
     def start_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
-
-    @property
-    def rate_weight(self) -> float:
-        """2 beta (both views) after warm-up, 0 during it."""
-        return 2 * self.beta if self.epoch > self.warmup_epochs else 0.0
+        self.rate_weight.fill_(2 * self.beta if self.epoch > self.warmup_epochs else 0.0)
 
     def features(self, x: Tensor) -> Tensor:
         """The continuous representation ``h`` (B, C) of pixels in [0, 1]."""
