@@ -5,7 +5,8 @@ thread each (torch, BLAS and OpenMP): in-process through :func:`trainables.harne
 (the baseline: compute only), then through the whole CLI path (``python -m orchestrator.sweep``:
 local Ray start, Tune, checkpoints, the MLflow callback on SQLite, parquet and reports), and with
 ``--running-ray`` the same command against a Ray started beforehand (``ray start --head``, then
-``--address auto``), as a sweep on a cluster runs. Overhead = (CLI wall clock - in-process wall
+``--address auto``), as a sweep on a cluster runs. ``--set KEY=VALUE`` changes the trials' config
+both ways (``--set checkpoint_min_seconds=0`` checkpoints every epoch, as before that key existed). Overhead = (CLI wall clock - in-process wall
 clock) / in-process wall clock. The issue's target: at most 10% for trials of
 about 20 s (275 epochs, the default, take about 20 s on one core of the 2-core CI machine).
 """
@@ -29,13 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=275, help="epochs per trial (275: about 20 s on one core)")
     parser.add_argument("--running-ray", action="store_true",
                         help="also time the CLI against a Ray started beforehand (ray start --head), as on a cluster")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config value for every trial, both ways (e.g. checkpoint_min_seconds=0: a checkpoint "
+                             "every epoch, as before that key existed)")
     args = parser.parse_args(argv)
 
     from benchmarks.common import machine
+    from orchestrator.sweep import parse_sets
     from search_spaces import get_sweep
     from trainables.harness import run_trial
 
-    sets = {"beta": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 0.3, 1.0], "latent_dim": 256}
+    sets = {"beta": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 0.3, 1.0], "latent_dim": 256, **parse_sets(args.set)}
     spec = get_sweep("vib_digits").with_overrides(sets, epochs=args.epochs)
     from threadpoolctl import threadpool_limits
 
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             command = [sys.executable, "-m", "orchestrator.sweep", "vib_digits", "--set", f"beta={BETAS}",
                        "--set", "latent_dim=256", "--epochs", str(args.epochs), "--max-concurrent", "1",
                        "--storage", str(Path(scratch) / name), "--tracking-uri", f"sqlite:///{scratch}/{name}.db",
-                       *extra]
+                       *(f for item in args.set for f in ("--set", item)), *extra]
             start = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, cwd=scratch)
             seconds = time.perf_counter() - start
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 subprocess.run([*ray, "stop"], capture_output=True, cwd=scratch)
     print(f"machine: {machine()}")
-    print(f"8 trials x {args.epochs} epochs, one at a time, one thread each")
+    print(f"8 trials x {args.epochs} epochs, one at a time, one thread each{''.join(f', {item}' for item in args.set)}")
     print(f"in-process (compute only): {in_process:.1f} s (trials {min(per_trial):.1f}-{max(per_trial):.1f} s)")
     print(f"through the CLI, starting local Ray (Ray, Tune, MLflow, parquet, reports): {local:.1f} s, "
           f"overhead {(local - in_process) / in_process:.1%} of the trials' compute")

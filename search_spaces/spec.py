@@ -34,7 +34,8 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
     "lr_decay_every": 1,  # ... every this many epochs (lr_decay = 1 keeps it constant)
     "lr_patience": 10,  # lr_schedule "plateau": lr x lr_decay after this many epochs without a lower train/loss
     "ema_decay": 0.0,  # evaluate an exponential moving average of the weights (0 = off)
-    "checkpoint_every": 1,  # epochs between checkpoints (the last epoch is always checkpointed)
+    "checkpoint_every": 1,  # epochs between checkpoints (the last epoch is always checkpointed) ...
+    "checkpoint_min_seconds": 10.0,  # ... and at least this long after the previous one (0: every checkpoint_every epochs)
     "train_subset": 0,  # keep this many training examples, class-stratified (0 = all)
     "test_subset": 0,  # keep this many test examples, class-stratified (0 = all)
     "batch_sampler": "random",  # "random" (a permutation) or "class_balanced" (every class in every batch)
@@ -67,7 +68,7 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
 POSITIVE = {"epochs", "batch_size", "eval_batch_size", "lr", "lr_decay_every", "checkpoint_every", "aux_lr",
             "eval_subset", "pgd_step", "cw_steps", "cw_lr", "eot_samples", "lr_patience", "infoplane_subset"}
 NONNEGATIVE = {"seed", "weight_decay", "train_subset", "test_subset", "crop_padding", "pgd_epsilon", "cw_c",
-               "infoplane_every"}
+               "infoplane_every", "checkpoint_min_seconds"}
 CHOICES = {"lr_schedule": ("step", "cosine", "plateau"), "augment": ("none", "crop_flip"),
            "batch_sampler": ("random", "class_balanced"), "precision": ("auto", "fp32", "bf16"),
            "channels_last": ("auto", "on", "off")}

@@ -11,7 +11,7 @@ import torch
 from ray.tune import Checkpoint
 
 from search_spaces import get_sweep
-from trainables.harness import CHECKPOINT_FILE, CheckpointMismatchError, NonFiniteLossError, run_trial
+from trainables.harness import CHECKPOINT_FILE, CheckpointMismatchError, NonFiniteLossError, checkpoint_due, run_trial
 from trainables.objectives import OBJECTIVES
 from trainables.objectives.vib import VariationalInformationBottleneck
 
@@ -19,7 +19,8 @@ from trainables.objectives.vib import VariationalInformationBottleneck
 def _config(**changes):
     spec = get_sweep("vib_digits").with_overrides(smoke=True)
     config = spec.trial_configs()[0]
-    config.update({"epochs": 4, "checkpoint_every": 1, "train_subset": 300, "test_subset": 100, "ema_decay": 0.9, **changes})
+    config.update({"epochs": 4, "checkpoint_every": 1, "checkpoint_min_seconds": 0.0, "train_subset": 300,
+                   "test_subset": 100, "ema_decay": 0.9, **changes})
     return config
 
 
@@ -58,6 +59,17 @@ def test_checkpoint_every_and_last_epoch(tmp_path):
     recorder = Recorder(tmp_path)
     run_trial(_config(epochs=5, checkpoint_every=2), data_dir=tmp_path, device=torch.device("cpu"), report=recorder)
     assert sorted(recorder.checkpoints) == [2, 4, 5]
+
+
+def test_checkpoints_are_spaced_by_checkpoint_min_seconds(tmp_path):
+    recorder = Recorder(tmp_path)  # epochs of well under an hour: only the last is checkpointed
+    run_trial(_config(checkpoint_min_seconds=3600.0), data_dir=tmp_path, device=torch.device("cpu"), report=recorder)
+    assert [m["epoch"] for m in recorder.metrics] == [1, 2, 3, 4] and sorted(recorder.checkpoints) == [4]
+
+
+@pytest.mark.parametrize(("epoch", "seconds", "due"), [(4, 0.5, False), (4, 1.0, True), (3, 5.0, False), (6, 1.0, True)])
+def test_checkpoint_due_needs_both_the_epoch_multiple_and_the_interval(epoch, seconds, due):
+    assert checkpoint_due({"checkpoint_every": 2, "checkpoint_min_seconds": 1.0}, epoch, seconds) is due
 
 
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):

@@ -3,7 +3,8 @@
 ``train(config, data_dir=...)`` seeds everything, picks the device Ray assigned, loads the dataset
 as tensors on that device, builds the objective named in the config, and loops over epochs:
 one ``tune.report`` per epoch (sent from a background thread: ``trainables.reporting``), a
-checkpoint every ``checkpoint_every`` epochs and at the last.
+checkpoint every ``checkpoint_every`` epochs but at most one per ``checkpoint_min_seconds``, and
+one at the last epoch.
 A trial restarted by Tune resumes from ``tune.get_checkpoint()``; a checkpoint written under a
 different config is refused. A non-finite training term ends the trial with an error that names
 the epoch and the term; Tune records the error and the sweep goes on.
@@ -20,6 +21,7 @@ import os
 import pickle
 import random
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,7 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
     candidates = checkpoint if isinstance(checkpoint, list) else [checkpoint] if checkpoint is not None else []
     start_epoch = restore(candidates, config, stateful, generator)
     resumed = bool(candidates)
+    last_checkpoint = time.monotonic()
 
     for epoch in range(start_epoch + 1, epochs + 1):
         _inject_fault(config, epoch)
@@ -113,12 +116,23 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
             resumed = False
         if epoch == epochs:  # the evaluation suite runs once, after training
             metrics.update(_final_evaluations(model, data, config))
-        if epoch % int(config["checkpoint_every"]) == 0 or epoch == epochs:
+        if epoch == epochs or checkpoint_due(config, epoch, time.monotonic() - last_checkpoint):
             with tempfile.TemporaryDirectory() as directory:
                 save_checkpoint(Path(directory) / CHECKPOINT_FILE, config, stateful, generator, epoch)
                 report(metrics, directory)
+            last_checkpoint = time.monotonic()
         else:
             report(metrics, None)
+
+
+def checkpoint_due(config, epoch: int, seconds_since_last: float) -> bool:
+    """A checkpoint every ``checkpoint_every`` epochs, but none sooner than ``checkpoint_min_seconds``
+    after the previous one (or the trial's start). Each checkpoint costs a save, Tune's copy into
+    the trial directory and, every second one (``num_to_keep=2``), a snapshot of the experiment's
+    state on the driver: for epochs of a fraction of a second that was most of a sweep's overhead
+    (docs/benchmarks.md). A trial that dies repeats at most about that many seconds more work."""
+    return (epoch % int(config["checkpoint_every"]) == 0
+            and seconds_since_last >= float(config["checkpoint_min_seconds"]))
 
 
 def build_training(config, data: Dataset, device: torch.device):
