@@ -9,6 +9,7 @@ import sys
 BENCHMARKS = {
     "data_pipeline": "device-resident batches + on-device crop/flip vs a torchvision DataLoader",
     "sweep_overhead": "8 short trials through Ray Tune vs the same trials called in-process",
+    "sweep_phases": "a short sweep's driver phases (tracking, ray.init, Tune, outputs) and trials on one time line",
     "dib_cifar_sweep": "dib_cifar on one GPU: packed fast-path trials vs the paper's DataLoader + fp32 setup (CUDA only)",
     "evaluation": "PGD-20 cost in training epochs, and the saving of one run for PGD-7/20 and of dropping settled examples",
     "train_step": "the training step per objective: the fast path (bf16, channels_last, no host syncs) vs plain fp32",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,6 +42,23 @@ def test_evaluation_finds_the_same_robust_accuracy_three_ways(capsys, one_thread
 def test_data_pipeline_prints_its_ratio(capsys):
     assert main(["data_pipeline", "--images", "512", "--repeats", "1", "--workers", "0"]) == 0
     assert re.search(r"ratio \(median of 1 paired repeats\): [\d.]+x", capsys.readouterr().out)
+
+
+def test_sweep_phases_puts_the_driver_and_the_trials_on_one_time_line(tmp_path):
+    # its own process: it starts and stops its own local Ray, as the CLI does
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "sweep_phases", "--trials", "2", "--epochs", "2"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = done.stdout
+    rows = re.findall(r"^\s+([\d.]+) ->\s+([\d.]+) s\s+[\d.]+ s  (.+)$", out, flags=re.M)
+    spans = {label: (float(begin), float(end)) for begin, end, label in rows}
+    trials = {label: span for label, span in spans.items() if label.startswith("trial beta=")}
+    assert len(trials) == 4, out  # two trials, each: started -> first result -> done
+    fit = spans["Tuner.fit"]
+    assert spans["ray.init"][1] <= fit[0] <= spans["parquet, reports, MLflow artifacts"][0]
+    for label, (begin, end) in trials.items():  # the driver saw both trials inside Tuner.fit
+        assert fit[0] <= begin <= end <= fit[1], (label, begin, end, fit)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
