@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from benchmarks.common import machine
-    from orchestrator.sweep import parse_sets
+    from search_spaces.spec import parse_sets
     from search_spaces import get_sweep
     from trainables.harness import run_trial
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import get_sweep
-from search_spaces.spec import SweepSpec
+from search_spaces.spec import SweepSpec, parse_sets  # noqa: F401 - parse_sets: this CLI's API too
 
 from orchestrator.dry_run import print_dry_run, print_list
 from orchestrator.tuner import LaunchOptions
@@ -74,26 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- validation: everything before Ray starts ------------------------------------------------
-
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; VALUE is JSON (a bare word is taken as a string)."""
-    sets: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set beta=0.01 or --set 'beta=[0.1, 1]'")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            if raw.strip()[:1] in "[{\"" or not raw.strip():
-                raise ValueError(f"--set {item!r}: {raw!r} is not valid JSON") from None
-            value = raw.strip()
-        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value)):
-            raise ValueError(f"--set {item!r}: expected a JSON scalar or a list of scalars")
-        sets[key] = value
-    return sets
-
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Resolve the spec, overrides and destinations; ValueError on any bad input."""

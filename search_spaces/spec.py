@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -370,3 +371,23 @@ def _check_int(field_name: str, value: Any, *, minimum: int) -> None:
 def _check_number(field_name: str, value: Any, *, minimum: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
         raise ValueError(f"{field_name} {value!r}: expected a finite number >= {minimum}")
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; VALUE is JSON (a bare word is taken as a string)."""
+    sets: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set beta=0.01 or --set 'beta=[0.1, 1]'")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            if raw.strip()[:1] in "[{\"" or not raw.strip():
+                raise ValueError(f"--set {item!r}: {raw!r} is not valid JSON") from None
+            value = raw.strip()
+        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value)):
+            raise ValueError(f"--set {item!r}: expected a JSON scalar or a list of scalars")
+        sets[key] = value
+    return sets
