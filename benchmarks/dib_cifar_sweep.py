@@ -10,8 +10,8 @@ every machine this runs on), in one invocation:
   and ``ToTensor`` (``--workers`` processes), fp32, contiguous layout, CompressAI's own
   ``EntropyBottleneck``. Timed over ``--baseline-images`` images and scaled to an epoch.
 - **fast path**: ``--trials-per-gpu`` processes at once on the GPU (what ``--trials-per-gpu``
-  gives a Tune sweep), each with the dataset on the device, batch 512, on-device crop+flip,
-  bf16 autocast, channels_last and the sync-free bottleneck; after a warm-up epoch, all start
+  gives a Tune sweep), each with the dataset on the device, batch ``--batch-size`` (512), on-device crop+flip,
+  bf16 autocast, channels_last and the sync-free bottleneck (``--compile on`` or ``cudagraphs``: compiled); after a warm-up epoch, all start
   together and each times ``--epochs`` epochs. Throughput = trials x epochs / wall clock.
 
 PGD on 1,000 test images is timed both ways: PGD-7 and PGD-20 as two fp32 runs (paper setup),
@@ -95,7 +95,7 @@ def baseline(args) -> dict[str, float]:
 
     device = torch.device("cuda")
     images, labels = cifar_shaped(args.baseline_images)
-    config = dib_config(batch_size=128, precision="fp32", channels_last="off")
+    config = dib_config(batch_size=128, precision="fp32", channels_last="off", compile="off")
     data = device_dataset(images[:1000], labels[:1000], device)
     torch.manual_seed(0)
     objective, optimizer, aux_optimizer, _, _, fast = build_training(config, data, device)
@@ -132,7 +132,7 @@ def worker(args) -> None:
     device = torch.device("cuda")
     images, labels = cifar_shaped(args.images, seed=args.worker)
     data = device_dataset(images, labels, device)
-    config = dib_config(batch_size=512, precision="bf16", channels_last="on", compile=args.compile)
+    config = dib_config(batch_size=args.batch_size, precision="bf16", channels_last="on", compile=args.compile)
     torch.manual_seed(args.worker)
     objective, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, device)
     generator = torch.Generator(device=device).manual_seed(args.worker)
@@ -159,9 +159,9 @@ def packed(args, trials: int) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as barrier:
         command = [sys.executable, "-m", "benchmarks", "dib_cifar_sweep", "--images", str(args.images),
-                   "--epochs", str(args.epochs), "--trials-per-gpu", str(trials), "--barrier", barrier]
-        if args.compile:
-            command.append("--compile")
+                   "--epochs", str(args.epochs), "--trials-per-gpu", str(trials), "--barrier", barrier,
+                   "--batch-size", str(args.batch_size)]
+        command += ["--compile", args.compile]
         processes = [subprocess.Popen([*command, "--worker", str(i)], stdout=subprocess.PIPE, text=True)
                      for i in range(trials)]
         outputs = [p.communicate()[0] for p in processes]
@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packing", default="1,2,4", help="--trials-per-gpu values to time (comma-separated)")
     parser.add_argument("--baseline-images", type=int, default=12_800, help="images timed on the paper's setup")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the paper's setup")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the fast path's training forward")
+    parser.add_argument("--batch-size", type=int, default=512, help="the fast path's batch (the sweep's is 128)")
+    parser.add_argument("--compile", default="off", choices=("off", "on", "cudagraphs"),
+                        help="the fast path's compile setting (trainables/fast_path.py)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--trials-per-gpu", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--barrier", help=argparse.SUPPRESS)
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     for trials in [int(t) for t in args.packing.split(",")]:
         r = packed(args, trials)
         sweep = BETAS * EPOCHS / r["epochs_per_s"] + BETAS * r["pgd_s"]
-        print(f"fast path, {trials} trial(s) per GPU: {r['epoch_s']:.2f} s an epoch per trial, "
+        print(f"fast path, batch {args.batch_size}, compile {args.compile}, {trials} trial(s) per GPU: {r['epoch_s']:.2f} s an epoch per trial, "
               f"{r['epochs_per_s']:.2f} epochs/s together; peak {format_bytes(r['peak_bytes'])} per trial; "
               f"PGD-20 (gives PGD-7) {r['pgd_s']:.2f} s; projected sweep {sweep / 60:.1f} min "
               f"({paper_sweep / sweep:.1f}x the paper setup)")

@@ -12,7 +12,8 @@ over ``--repeats`` epochs after one warm-up epoch, and adds one change to the ro
 3. the sync-free entropy bottleneck (objectives with an entropy model);
 4. bf16 autocast;
 5. channels_last (image encoders on CUDA);
-6. ``torch.compile`` (only with ``--compile``; its compile time is excluded by the warm-up).
+6. ``torch.compile`` (only with ``--compile``; its compile time is excluded by the warm-up);
+7. on CUDA with ``--compile``, ``compile=cudagraphs`` instead: the compiled step replayed as CUDA graphs.
 
 On CUDA it also counts host syncs in one epoch of rows 1 and 5 (``torch.cuda.set_sync_debug_mode``),
 and compares the peak memory of the fast path with :func:`trainables.memory.estimate_trial_memory`.
@@ -37,7 +38,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {"dib": {"warmup_epochs": 0, "batch_size"
 
 def rows(objective: str, device: torch.device, use_compile: bool) -> list[tuple[str, dict[str, Any], bool, bool]]:
     """(label, config overrides, stock EntropyBottleneck?, read the loss every step?) per row."""
-    plain = {"precision": "fp32", "channels_last": "off", "compile": False}
+    plain = {"precision": "fp32", "channels_last": "off", "compile": "off"}
     out = [("plain fp32 (loss.item() every step)", plain, True, True),
            ("+ metrics read once an epoch", plain, True, False)]
     if objective in ("dib", "simclr_dib"):
@@ -48,7 +49,9 @@ def rows(objective: str, device: torch.device, use_compile: bool) -> list[tuple[
         current = {**current, "channels_last": "on"}
         out.append(("+ channels_last", current, False, False))
     if use_compile:
-        out.append(("+ torch.compile", {**current, "compile": True}, False, False))
+        out.append(("+ torch.compile", {**current, "compile": "on"}, False, False))
+        if device.type == "cuda":
+            out.append(("+ CUDA graphs (compile=cudagraphs)", {**current, "compile": "cudagraphs"}, False, False))
     return out
 
 
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objectives", default=",".join(GPU_SWEEPS), help="comma-separated (default: all six)")
     parser.add_argument("--steps", type=int, default=None, help="full batches an epoch (default: 40 on CUDA, 8 on CPU)")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per row (median reported)")
-    parser.add_argument("--compile", action="store_true", help="add a torch.compile row")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile rows (compile=on; on CUDA also compile=cudagraphs)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
 

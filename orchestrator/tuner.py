@@ -58,8 +58,9 @@ def trainable(options: LaunchOptions) -> Any:
 def worker_environment(options: LaunchOptions) -> dict[str, str]:
     """Variables a trial's process sets (unless already set) before it imports torch.
 
-    ``TORCHINDUCTOR_CACHE_DIR`` on the sweep's storage: with ``--set compile=true`` the first trial
-    compiles, and the others (on every node that mounts the storage) load its kernels.
+    ``TORCHINDUCTOR_CACHE_DIR`` on the sweep's storage: where trials compile (``--set compile=on``
+    or ``cudagraphs``), the first trial compiles, and the others (on every node that
+    mounts the storage) load its kernels.
     """
     return {"TORCHINDUCTOR_CACHE_DIR": str(options.storage_path / COMPILE_CACHE)}
 

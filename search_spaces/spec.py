@@ -47,7 +47,7 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
     # The training step's device path (trainables/fast_path.py); "auto" is the fast path on CUDA, fp32 on the CPU
     "precision": "auto",  # "auto" (bf16 autocast on CUDA), "bf16" or "fp32"
     "channels_last": "auto",  # "auto" (NHWC for image inputs on CUDA), "on" or "off"
-    "compile": False,  # torch.compile the training forward (kernels cached across the sweep's trials)
+    "compile": "off",  # "on": torch.compile the training forward; "cudagraphs": and replay it as CUDA graphs
     # After the last epoch, on the first eval_subset test examples (see docs/robustness.md):
     "evaluations": "",  # comma-separated: fgsm, pgd, cw_l2 (set from SweepSpec.evaluations)
     "eval_subset": 1000,
@@ -72,7 +72,7 @@ NONNEGATIVE = {"seed", "weight_decay", "train_subset", "test_subset", "crop_padd
                "infoplane_every", "checkpoint_min_seconds"}
 CHOICES = {"lr_schedule": ("step", "cosine", "plateau"), "augment": ("none", "crop_flip"),
            "batch_sampler": ("random", "class_balanced"), "precision": ("auto", "fp32", "bf16"),
-           "channels_last": ("auto", "on", "off")}
+           "channels_last": ("auto", "on", "off"), "compile": ("off", "on", "cudagraphs")}
 # Comma-separated lists in string keys, and what each element must be.
 LISTS = {"evaluations": ("fgsm", "pgd", "cw_l2"), "fgsm_epsilons": float, "pgd_steps": int, "cw_l2_epsilons": float}
 UNIT_INTERVAL_OPEN = {"adam_beta1", "adam_beta2", "ema_decay"}  # in [0, 1)

@@ -25,21 +25,22 @@ CONV = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten())
 MLP = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
 
 
-@pytest.mark.parametrize("precision,layout,device,model,expected", [
-    ("auto", "auto", "cuda", CONV, (torch.bfloat16, True)),
-    ("auto", "auto", "cpu", CONV, (None, False)),
-    ("auto", "auto", "cuda", MLP, (None, False)),  # no convolution: fp32 (faster for MLPs), never NHWC
-    ("bf16", "auto", "cuda", MLP, (torch.bfloat16, False)),
-    ("bf16", "on", "cpu", CONV, (torch.bfloat16, True)),
-    ("fp32", "off", "cuda", CONV, (None, False)),
-    ("fp32", "on", "cuda", MLP, (None, False)),
+@pytest.mark.parametrize("precision,layout,compiled,device,model,expected", [
+    ("auto", "auto", "off", "cuda", CONV, (torch.bfloat16, True, False, False)),
+    ("auto", "auto", "on", "cpu", CONV, (None, False, True, False)),
+    ("auto", "auto", "cudagraphs", "cuda", MLP, (None, False, True, True)),  # no convolution: fp32, never NHWC
+    ("bf16", "auto", "off", "cuda", MLP, (torch.bfloat16, False, False, False)),
+    ("bf16", "on", "on", "cpu", CONV, (torch.bfloat16, True, True, False)),
+    ("fp32", "off", "off", "cuda", CONV, (None, False, False, False)),
+    ("fp32", "on", "cudagraphs", "cuda", MLP, (None, False, True, True)),
 ])
-def test_fast_path_resolves_auto_by_device_and_model(precision, layout, device, model, expected):
-    fast = FastPath.for_model({"precision": precision, "channels_last": layout}, torch.device(device), model)
-    assert (fast.autocast_dtype, fast.channels_last) == expected
+def test_fast_path_resolves_auto_by_device_and_model(precision, layout, compiled, device, model, expected):
+    config = {"precision": precision, "channels_last": layout, "compile": compiled}
+    fast = FastPath.for_model(config, torch.device(device), model)
+    assert (fast.autocast_dtype, fast.channels_last, fast.compile, fast.cudagraphs) == expected
 
 
-@pytest.mark.parametrize("key,value", [("precision", "fp16"), ("channels_last", True)])
+@pytest.mark.parametrize("key,value", [("precision", "fp16"), ("channels_last", True), ("compile", True), ("compile", "auto")])
 def test_fast_path_rejects_unknown_values_by_name(key, value):
     with pytest.raises(ValueError, match=f"{key} {value!r}: expected one of"):
         FastPath.for_model({key: value}, torch.device("cpu"), CONV)
@@ -98,15 +99,43 @@ def eager_random():
 def test_compiled_forward_matches_eager(one_thread_per_module, eager_random):
     data = load_dataset("digits", data_dir=".", device="cpu", train_subset=128, test_subset=100, seed=0)
     results = []
-    for compiled in (False, True):
+    for compiled in ("off", "on", "cudagraphs"):  # on the CPU, cudagraphs runs its reduce-overhead compile without graphs
         config = _digits_config("vib", precision="fp32", compile=compiled, batch_size=64, latent_dim=16)
         torch.manual_seed(0)
         model, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, torch.device("cpu"))
         results.append(train_epoch(model, optimizer, aux_optimizer, ema, data, config,
                                    torch.Generator().manual_seed(0), 1, fast))
         assert sorted(model.state_dict()) == sorted(build_objective(config, (1, 8, 8), 10).state_dict())
-    for key in results[0]:
-        assert results[1][key] == pytest.approx(results[0][key], rel=1e-3, abs=1e-5), key
+    for compiled in results[1:]:
+        for key in results[0]:
+            assert compiled[key] == pytest.approx(results[0][key], rel=1e-3, abs=1e-5), key
+
+
+@CUDA
+def test_cudagraphs_trains_the_same_epochs_as_eager_on_cuda():
+    """compile=cudagraphs (mode="reduce-overhead") replays the compiled step as CUDA graphs, which
+    reuse their output buffers: two epochs (with a shorter last batch, a second graph) must give
+    the eager path's terms, and the optimiser must have moved the same weights."""
+    device = torch.device("cuda")
+    data = load_dataset("digits", data_dir=".", device=device, train_subset=200, test_subset=100, seed=0)
+    results, weights = [], []
+    for compiled in ("off", "cudagraphs"):
+        config = _digits_config("dib", precision="fp32", channels_last="off", compile=compiled, batch_size=64,
+                                warmup_epochs=0, beta=2.0)
+        torch.manual_seed(0)
+        model, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, device)
+        assert fast.cudagraphs == (compiled == "cudagraphs")
+        generator = torch.Generator(device=device).manual_seed(0)
+        epochs = []
+        for epoch in (1, 2):
+            model.start_epoch(epoch)
+            epochs.append(train_epoch(model, optimizer, aux_optimizer, ema, data, config, generator, epoch, fast))
+        results.append(epochs)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]).cpu())
+    for eager, graphed in zip(*results):
+        for key in eager:
+            assert graphed[key] == pytest.approx(eager[key], rel=1e-3, abs=1e-5), key
+    assert torch.allclose(weights[1], weights[0], rtol=1e-3, atol=1e-4)
 
 
 @pytest.fixture
@@ -140,7 +169,7 @@ COMPILE_RUNS = {"dib": {"batch_size": 96, "warmup_epochs": 1}, "simclr_dib": {"b
 def test_compiled_training_compiles_in_the_first_epoch_only(objective, precision, counted_compile, tmp_path,
                                                             one_thread_per_module):
     """A whole trial (run_trial: epochs, per-epoch test pass, probes, information plane, attacks):
-    compile=true compiles the training forward in epoch 1 (the full batch and the shorter last
+    compile=on compiles the training forward in epoch 1 (the full batch and the shorter last
     one) and never again, in one graph each: a per-epoch Python number read in forward (DIB's
     warm-up) recompiled it every epoch, and an ``.item()`` or a data-dependent shape broke it."""
     from torch._dynamo.utils import counters
@@ -148,7 +177,7 @@ def test_compiled_training_compiles_in_the_first_epoch_only(objective, precision
     from trainables.harness import run_trial
 
     assert set(COMPILE_RUNS) == set(objective_names())
-    config = _digits_config(objective, epochs=3, compile=True, precision=precision, checkpoint_every=10,
+    config = _digits_config(objective, epochs=3, compile="on", precision=precision, checkpoint_every=10,
                             **COMPILE_RUNS[objective])
     frames = []
     run_trial(config, data_dir=str(tmp_path), device=torch.device("cpu"),
@@ -169,7 +198,7 @@ def test_compiled_dib_follows_the_warm_up_as_eager_does(one_thread_per_module, e
     counters.clear()
     data = load_dataset("digits", data_dir=".", device="cpu", train_subset=128, test_subset=100, seed=0)
     results = []
-    for compiled in (False, True):
+    for compiled in ("off", "on"):
         config = _digits_config("dib", precision="fp32", compile=compiled, batch_size=64, warmup_epochs=1, beta=2.0)
         torch.manual_seed(0)
         model, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, torch.device("cpu"))

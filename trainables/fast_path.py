@@ -13,20 +13,28 @@ Three config keys (declared in ``search_spaces.spec.HARNESS_DEFAULTS``) choose t
   tensor-core convolutions want; a model without convolutions is never touched. With it on CUDA,
   ``torch.backends.cudnn.benchmark`` is turned on (shapes are fixed, so cuDNN times its
   algorithms once per shape and keeps the fastest; results are then not bitwise reproducible).
-- ``compile``: ``true`` compiles the objective's training ``forward`` with ``torch.compile``
-  (inductor, static shapes; AOTAutograd compiles its backward with it). The optimiser steps, the
-  aux loss, the EMA update and all evaluation (``evaluate``, ``logits``, probes, attacks) stay
-  eager. Everything compiles in the first epoch: one graph for the full batch and one for the
-  epoch's shorter last batch, if any, and nothing after. This holds because no objective's
-  forward reads a Python number that changes between epochs (dynamo would bake it in as a
-  constant and recompile when it changes: the DIB objectives' warm-up weight was ``self.epoch``,
-  which recompiled the ResNet-18 step every epoch, inside the timed epochs of ``python -m
-  benchmarks train_step``, until the recompile limit of 8 sent the forward back to eager; it is
-  now a 0-d buffer that ``start_epoch`` fills), and no forward breaks its graph (no ``.item()``,
-  no data-dependent shapes). ``tests/test_fast_path.py`` checks both on the CPU for every
-  objective. The cache of compiled kernels is shared by the trials of a sweep
-  (``TORCHINDUCTOR_CACHE_DIR``, set by ``orchestrator.tuner``), so only the first trial of a
-  configuration pays the full compile.
+- ``compile``: ``"off"`` (the default), ``"on"`` or ``"cudagraphs"``. On, the objective's
+  training ``forward`` is compiled with ``torch.compile`` (inductor, static shapes; AOTAutograd
+  compiles its backward with it); ``"cudagraphs"`` compiles it with ``mode="reduce-overhead"``,
+  so that on CUDA the compiled forward and backward are replayed as CUDA graphs, one launch each
+  instead of hundreds. The optimiser steps, the aux loss, the EMA update and all evaluation
+  (``evaluate``, ``logits``, probes, attacks) stay eager. Everything compiles in the first epoch:
+  one graph for the full batch and one for the epoch's shorter last batch, if any, and nothing
+  after. This holds because no objective's forward reads a Python number that changes between
+  epochs (dynamo would bake it in as a constant and recompile when it changes: the DIB
+  objectives' warm-up weight was ``self.epoch``, which recompiled the ResNet-18 step every epoch
+  until the recompile limit of 8 sent the forward back to eager; it is now a 0-d buffer that
+  ``start_epoch`` fills), and no forward breaks its graph (no ``.item()``, no data-dependent
+  shapes). ``tests/test_fast_path.py`` checks both for every objective. The cache of compiled
+  kernels is shared by the trials of a sweep (``TORCHINDUCTOR_CACHE_DIR``, set by
+  ``orchestrator.tuner``), so only the first trial of a configuration pays the full compile.
+
+  Why it is off by default: on the H100 machine, ResNet-18 DIB's step is bound by the host (at
+  batch 128 the GPU worked 3.2 ms of a 21.5 ms step). ``"on"`` made the step 1.23x as fast at
+  batch 512 but 1.01x at ``dib_cifar``'s batch 128, for about a minute of compiling per trial;
+  ``"cudagraphs"`` made it 3.97x (batch 128) and 2.55x (batch 512) as fast as eager, but its
+  numbers have not yet been checked against eager's on a GPU (``python -m benchmarks
+  profile_step``, ``train_step``; docs/benchmarks.md).
 
 Only the training step and the per-epoch test pass run under autocast. Pieces that need fp32
 upcast themselves inside it: the entropy models' likelihoods, the Gaussian KL, and the k-NN
@@ -46,6 +54,7 @@ from torch import Tensor, nn
 
 PRECISIONS = ("auto", "fp32", "bf16")
 SWITCHES = ("auto", "on", "off")
+COMPILE_MODES = ("off", "on", "cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,7 @@ class FastPath:
     autocast_dtype: torch.dtype | None  # None: fp32, no autocast
     channels_last: bool
     compile: bool
+    cudagraphs: bool = False  # compile with mode="reduce-overhead": the step replayed as CUDA graphs
 
     @classmethod
     def for_model(cls, config: Mapping[str, Any], device: torch.device, model: nn.Module) -> FastPath:
@@ -65,11 +75,14 @@ class FastPath:
         layout = config.get("channels_last", "auto")
         if layout not in SWITCHES:
             raise ValueError(f"channels_last {layout!r}: expected one of {', '.join(SWITCHES)}")
+        compiled = config.get("compile", "off")
+        if compiled not in COMPILE_MODES:
+            raise ValueError(f"compile {compiled!r}: expected one of {', '.join(COMPILE_MODES)}")
         cuda = device.type == "cuda"
         convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
         bf16 = precision == "bf16" or (precision == "auto" and cuda and convolutional)
         nhwc = convolutional and (layout == "on" or (layout == "auto" and cuda))
-        return cls(device.type, torch.bfloat16 if bf16 else None, nhwc, bool(config.get("compile", False)))
+        return cls(device.type, torch.bfloat16 if bf16 else None, nhwc, compiled != "off", compiled == "cudagraphs")
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context the training step and the test pass run in."""
@@ -93,7 +106,7 @@ class FastPath:
         directly (``evaluate``, ``logits``, ``aux_loss``) are not.
         """
         if self.compile:
-            model.compile(dynamic=False)
+            model.compile(dynamic=False, mode="reduce-overhead" if self.cudagraphs else None)
         return model
 
     def prepare_batch(self, x: Tensor) -> Tensor:
