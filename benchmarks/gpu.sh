@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/benchmarks.md: bash benchmarks/gpu.sh OUTPUT_DIR [STEP ...]
-# STEP is any of tests train_step train_step_compile dib_cifar_sweep data_pipeline evaluation
+# STEP is any of tests train_step train_step_compile dib_cifar_sweep dib_cifar_sweep_compile profile data_pipeline
+# evaluation. The whole sweep end to end (python -m benchmarks dib_cifar_full) is not a step: it
+# takes longer than one device command may run; docs/benchmarks.md gives its split invocations.
 # (default: all, about 12 minutes on one H100). Each benchmark prints the machine it ran on.
 set -uo pipefail
 out="${1:-benchmark_results}"
@@ -17,6 +19,8 @@ for step in "${steps[@]}"; do
     train_step) run train_step python3 -m benchmarks train_step ;;
     train_step_compile) run train_step_compile python3 -m benchmarks train_step --objectives dib --compile ;;
     dib_cifar_sweep) run dib_cifar_sweep python3 -m benchmarks dib_cifar_sweep --packing 1,2,4 --epochs 2 ;;
+    dib_cifar_sweep_compile) run dib_cifar_sweep_compile python3 -m benchmarks dib_cifar_sweep --packing 1,2 --epochs 3 --compile on ;;
+    profile) run profile python3 -m benchmarks profile_step --batch-sizes 128,512 --steps 40 --rows 0 --compile off,on,cudagraphs ;;
     data_pipeline) run data_pipeline python3 -m benchmarks data_pipeline --images 50000 --batch-size 512 --workers 8 ;;
     evaluation) run evaluation python3 -m benchmarks evaluation --epochs 10 ;;
     *) echo "unknown step $step" >&2; exit 2 ;;

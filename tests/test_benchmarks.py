@@ -65,3 +65,41 @@ def test_sweep_phases_puts_the_driver_and_the_trials_on_one_time_line(tmp_path):
 def test_dib_cifar_sweep_needs_a_gpu(capsys):
     assert main(["dib_cifar_sweep"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_dib_cifar_full_runs_the_sweeps_trials_one_after_another_through_the_harness(capsys):
+    """Two of the sweep's trials (betas 0 and 32), one at a time, each through run_trial in a
+    process of its own: both report every epoch, and the second starts when the first has ended."""
+    assert main(["dib_cifar_full", "--device", "cpu", "--trials", "0,6", "--trials-per-gpu", "1", "--epochs", "2",
+                 "--images", "64", "--test-images", "32", "--set", "eval_subset=16"]) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^  beta=(\S+): +([\d.]+) -> +([\d.]+) s .*; (\d+) reports; test/acc ([\d.]+)", out, flags=re.M)
+    assert [beta for beta, *_ in rows] == ["0", "32"], out
+    assert all(reports == "2" for *_, reports, _ in rows)
+    (_, start_0, end_0, _, _), (_, start_1, end_1, _, _) = rows
+    assert float(start_0) < float(end_0) <= float(start_1) < float(end_1)
+    wall = float(re.search(r"^wall clock, 2 trial\(s\): ([\d.]+) s", out, flags=re.M).group(1))
+    assert wall >= float(end_1) - 0.5
+
+
+@pytest.mark.parametrize("text,expected", [("all", [0, 1, 2, 3, 4, 5, 6]), ("0-3", [0, 1, 2, 3]), ("2,5", [2, 5]),
+                                           ("4-6", [4, 5, 6])])
+def test_dib_cifar_full_picks_trials(text, expected):
+    from benchmarks.dib_cifar_full import parse_trials
+
+    assert parse_trials(text, 7) == expected
+
+
+@pytest.mark.parametrize("text", ["7", "0-9", "1,1", "x", ""])
+def test_dib_cifar_full_refuses_trials_it_does_not_have(text):
+    from benchmarks.dib_cifar_full import parse_trials
+
+    with pytest.raises(ValueError, match=f"--trials {text!r}: expected 'all' or distinct indices"):
+        parse_trials(text, 7)
+
+
+def test_profile_step_times_and_profiles_the_harness_step(capsys, one_thread_per_module):
+    assert main(["profile_step", "--batch-sizes", "16", "--steps", "2", "--rows", "3"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^dib, batch 16, compile off: [\d.]+ ms a step, [\d,]+ images/s$", out, flags=re.M), out
+    assert "Self CPU time total" in out
