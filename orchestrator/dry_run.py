@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from search_spaces import get_sweep, sweep_names
@@ -20,7 +22,8 @@ def print_list() -> None:
         print(f"{name:<26} {spec.num_trials():>4} trials  {spec.objective:<8} {spec.dataset:<9} {spec.paper}")
 
 
-def print_dry_run(plan: Plan) -> None:
+def print_dry_run(plan: Plan, available: Mapping[str, float] | None = None) -> None:
+    """The plan; ``available``: this machine's CPUs and GPUs, for a local run (None on a cluster)."""
     spec, options = plan.spec, plan.options
     print(f"sweep {spec.name}: {spec.description}")
     print(f"paper: {spec.paper}")
@@ -37,6 +40,8 @@ def print_dry_run(plan: Plan) -> None:
     print("fixed config: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
     print(f"resources per trial: {options.cpus_per_trial:g} CPU, {options.gpus_per_trial:g} GPU; "
           f"max concurrent: {options.max_concurrent or 'as resources allow'}")
+    if available is not None:
+        print(concurrency_summary(options, available))
     if options.gpus_per_trial > 0:
         print(memory_summary(spec, options))
     print(f"ray: {plan.address or 'local (started by this command)'}")
@@ -68,3 +73,28 @@ def memory_summary(spec: SweepSpec, options: LaunchOptions, *, most_configs: int
         lines.append(f"  {per_gpu} trials per GPU: {format_bytes(per_gpu * largest.total_bytes)} of tensors, "
                      "plus a CUDA context per trial")
     return "\n".join(lines)
+
+
+def concurrency_summary(options: LaunchOptions, available: Mapping[str, float]) -> str:
+    """How many trials this machine runs at once, and which resource limits it.
+
+    ``--trials-per-gpu 8`` on a 16-CPU node with the sweep's 4 CPUs a trial still runs 4 at a time:
+    Tune gives each trial its CPUs too. The line says so, and which ``--cpus-per-trial`` would let
+    the GPUs be the limit.
+    """
+    cpus, gpus = float(available.get("CPU", 0)), float(available.get("GPU", 0))
+    limits = {name: math.floor(have / need + 1e-9)
+              for name, have, need in (("CPU", cpus, options.cpus_per_trial), ("GPU", gpus, options.gpus_per_trial))
+              if need > 0}
+    at_once = min(limits.values())
+    machine = f"this machine ({cpus:g} CPU, {gpus:g} GPU)"
+    if at_once == 0:
+        short = ", ".join(name for name, fits in limits.items() if fits == 0)
+        return f"{machine}: cannot hold one trial (too few {short}); the run would be refused here"
+    line = f"{machine}: at most {at_once} trial(s) at once"
+    if options.max_concurrent and options.max_concurrent < at_once:
+        return f"{line}; --max-concurrent {options.max_concurrent} runs {options.max_concurrent}"
+    if limits.get("CPU", math.inf) < limits.get("GPU", 0):
+        line += (f", limited by its CPUs (--cpus-per-trial {cpus / limits['GPU']:g} would run "
+                 f"{limits['GPU']}, as the GPU share allows)")
+    return line

@@ -25,7 +25,7 @@ from typing import Any
 from search_spaces import get_sweep
 from search_spaces.spec import SweepSpec, parse_sets  # noqa: F401 - parse_sets: this CLI's API too
 
-from orchestrator.dry_run import print_dry_run, print_list
+from orchestrator.dry_run import concurrency_summary, print_dry_run, print_list
 from orchestrator.tuner import LaunchOptions
 
 SWEEP_FILE = "sweep.json"
@@ -300,15 +300,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         plan = make_plan(args)
+        available = None if plan.address is not None else {"CPU": float(os.cpu_count() or 1),
+                                                           "GPU": float(_local_gpus())}
         if args.dry_run:
-            print_dry_run(plan)
+            print_dry_run(plan, available)
             return 0
         from orchestrator.tracking import check_tracking
 
         check_tracking(plan.tracking_uri, plan.spec.name)
-        if plan.address is None:
-            cpus = os.cpu_count() or 1
-            check_resources({"CPU": float(cpus), "GPU": float(_local_gpus())}, plan.options)
+        if available is not None:
+            check_resources(available, plan.options)
+            print(concurrency_summary(plan.options, available), flush=True)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -53,6 +53,36 @@ def test_dry_run_shows_the_memory_estimate_and_the_packing(capsys, workspace):
     assert "4 trials per GPU:" in out
 
 
+def test_dry_run_says_when_the_cpus_not_the_gpu_share_limit_the_packing(capsys, workspace, monkeypatch):
+    import os
+
+    import orchestrator.sweep as sweep
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)  # a 16-core, one-GPU node, as the H100 machine
+    monkeypatch.setattr(sweep, "_local_gpus", lambda: 1)
+    assert main(workspace.args("dib_cifar", "--dry-run", "--trials-per-gpu", "8")) == 0
+    assert ("this machine (16 CPU, 1 GPU): at most 4 trial(s) at once, limited by its CPUs "
+            "(--cpus-per-trial 2 would run 8, as the GPU share allows)") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cpus,gpus,max_concurrent,available,expected", [
+    (2, 1 / 8, None, {"CPU": 16, "GPU": 1}, "at most 8 trial(s) at once"),
+    (3, 0.5, None, {"CPU": 16, "GPU": 2}, "at most 4 trial(s) at once"),  # the GPUs limit: no CPU advice
+    (1, 0, None, {"CPU": 2, "GPU": 0}, "at most 2 trial(s) at once"),
+    (4, 0.25, 2, {"CPU": 16, "GPU": 1}, "at most 4 trial(s) at once; --max-concurrent 2 runs 2"),
+    (4, 1 / 8, None, {"CPU": 2, "GPU": 0}, "cannot hold one trial (too few CPU, GPU); the run would be refused here"),
+    (1, 1, None, {"CPU": 2, "GPU": 0}, "cannot hold one trial (too few GPU); the run would be refused here"),
+])
+def test_concurrency_summary(cpus, gpus, max_concurrent, available, expected, tmp_path):
+    from orchestrator.dry_run import concurrency_summary
+
+    options = LaunchOptions(tmp_path, "run", tmp_path, cpus_per_trial=cpus, gpus_per_trial=gpus,
+                            max_concurrent=max_concurrent)
+    line = concurrency_summary(options, available)
+    assert line.startswith(f"this machine ({available['CPU']:g} CPU, {available['GPU']:g} GPU): ")
+    assert line.endswith(expected), line
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--trials-per-gpu", "0"], "--trials-per-gpu 0: expected an integer >= 1"),
     (["--trials-per-gpu", "2", "--gpus-per-trial", "0.5"], "give one of them"),
