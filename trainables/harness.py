@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from trainables.checkpoints import (  # noqa: F401 - CheckpointMismatchError: the harness's API too
     CHECKPOINT_FILE, CheckpointMismatchError, checkpoint_candidates, restore, save_checkpoint)
 from trainables.data import Dataset, batch_indices, class_balanced_batch_indices, crop_flip, load_dataset
+from trainables.ema import SyncFreeEMA
 from trainables.evaluation import run_evaluations
 from trainables.evaluation.info_plane import info_plane
 from trainables.fast_path import FastPath
@@ -150,7 +150,7 @@ def build_training(config, data: Dataset, device: torch.device):
                                                     gamma=config["lr_decay"])
     ema = None
     if config["ema_decay"] > 0:
-        ema = AveragedModel(objective, multi_avg_fn=get_ema_multi_avg_fn(config["ema_decay"]), use_buffers=True)
+        ema = SyncFreeEMA(objective, config["ema_decay"])  # torch's AveragedModel, without its sync a step
     fast.maybe_compile(objective)  # after the EMA copy, which stays eager
     return objective, optimizer, aux_optimizer, scheduler, ema, fast
 
