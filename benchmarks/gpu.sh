@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/benchmarks.md: bash benchmarks/gpu.sh OUTPUT_DIR [STEP ...]
 # STEP is any of tests train_step train_step_compile dib_cifar_sweep dib_cifar_sweep_compile profile data_pipeline
-# evaluation. The whole sweep end to end (python -m benchmarks dib_cifar_full) is not a step: it
-# takes longer than one device command may run; docs/benchmarks.md gives its split invocations.
-# (default: all, about 12 minutes on one H100). Each benchmark prints the machine it ran on.
+# evaluation (default: tests train_step train_step_compile dib_cifar_sweep data_pipeline evaluation,
+# about 12 minutes on one H100). Each benchmark prints the machine it ran on.
+# Or full_TRIALS (e.g. full_0-1): those trials of the dib_cifar sweep end to end (python -m
+# benchmarks dib_cifar_full), two at a time with compile=cudagraphs. The whole sweep takes longer
+# than one device command may run: full_0-1, full_2-3, full_4-5 and full_6 are its four Tune
+# rounds, each a call of its own; the sum of their wall clocks is the sweep's.
 set -uo pipefail
 out="${1:-benchmark_results}"
 shift || true
@@ -15,11 +18,13 @@ nvidia-smi -L | tee "$out/gpu.txt"
 run() { local name="$1"; shift; echo "== $name: $*"; timeout 420 "$@" 2>&1 | grep -v -i "warn" | tee "$out/$name.txt"; }
 for step in "${steps[@]}"; do
   case "$step" in
-    tests) run tests python3 -m pytest -q -p no:cacheprovider tests/test_fast_path.py tests/test_knn_entropy.py ;;
+    tests) run tests python3 -m pytest -q -p no:cacheprovider tests/test_fast_path.py tests/test_knn_entropy.py tests/test_ema.py ;;
     train_step) run train_step python3 -m benchmarks train_step ;;
     train_step_compile) run train_step_compile python3 -m benchmarks train_step --objectives dib --compile ;;
     dib_cifar_sweep) run dib_cifar_sweep python3 -m benchmarks dib_cifar_sweep --packing 1,2,4 --epochs 2 ;;
     dib_cifar_sweep_compile) run dib_cifar_sweep_compile python3 -m benchmarks dib_cifar_sweep --packing 1,2 --epochs 3 --compile on ;;
+    full_*) run "$step" python3 -m benchmarks dib_cifar_full --trials-per-gpu 2 --trials "${step#full_}" \
+      --set compile=cudagraphs --paper ;;
     profile) run profile python3 -m benchmarks profile_step --batch-sizes 128,512 --steps 40 --rows 0 --compile off,on,cudagraphs ;;
     data_pipeline) run data_pipeline python3 -m benchmarks data_pipeline --images 50000 --batch-size 512 --workers 8 ;;
     evaluation) run evaluation python3 -m benchmarks evaluation --epochs 10 ;;
