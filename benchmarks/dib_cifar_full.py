@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.dib_cifar_sweep import TRAIN_IMAGES, baseline, cifar_shaped
+from benchmarks.dib_cifar_sweep import TRAIN_IMAGES, baseline, cifar_shaped, device_dataset
 
 RESULT = "RESULT "
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -56,9 +56,11 @@ def parse_trials(text: str, count: int) -> list[int]:
     """``"all"``, ``"3"``, ``"0-3"`` or ``"0,2,5"``: trial indices in ``range(count)``."""
     if text == "all":
         return list(range(count))
+    picked: list[int] = []
     try:
-        picked = [i for part in text.split(",")
-                  for i in (range(int(part.split("-")[0]), int(part.split("-")[1]) + 1) if "-" in part else [int(part)])]
+        for part in text.split(","):
+            first, _, last = part.partition("-")
+            picked += range(int(first), int(last or first) + 1)
     except ValueError:
         picked = []
     if not picked or any(not 0 <= i < count for i in picked) or len(set(picked)) != len(picked):
@@ -70,9 +72,8 @@ def random_cifar(device: torch.device, train: int, test: int):
     """CIFAR-10's shapes and dtypes, random values: float images in [0, 1] on the device."""
     from trainables.data import Dataset
 
-    images, labels = cifar_shaped(train + test)
-    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div(255).contiguous()
-    y = torch.from_numpy(labels).to(device)
+    every = device_dataset(*cifar_shaped(train + test), device)
+    x, y = every.train_x, every.train_y
     return Dataset("cifar10", x[:train], y[:train], x[train:], y[train:], 10)
 
 

@@ -10,7 +10,6 @@ bound by the host: Python, launches, or a sync.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
@@ -18,8 +17,8 @@ import torch
 def profile(objective: str, batch_size: int, steps: int, device: torch.device, compiled: str, rows: int) -> None:
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    from benchmarks.train_step import random_dataset, trial_config
-    from trainables.harness import build_training, train_epoch
+    from benchmarks.train_step import random_dataset, timed_epoch, trial_config
+    from trainables.harness import build_training
 
     config = {**trial_config(objective, device, steps), "batch_size": batch_size, "_images": steps * batch_size,
               "compile": compiled}
@@ -30,11 +29,7 @@ def profile(objective: str, batch_size: int, steps: int, device: torch.device, c
     generator = torch.Generator(device=device).manual_seed(0)
 
     def epoch(number: int) -> float:
-        torch.cuda.synchronize(device) if device.type == "cuda" else None
-        start = time.perf_counter()
-        train_epoch(model, optimizer, aux_optimizer, ema, data, config, generator, number, fast)
-        torch.cuda.synchronize(device) if device.type == "cuda" else None
-        return time.perf_counter() - start
+        return timed_epoch(model, optimizer, aux_optimizer, ema, data, config, generator, number, fast)
 
     epoch(1)
     seconds = min(epoch(2), epoch(3))

@@ -87,9 +87,24 @@ def use_stock_bottleneck(model: torch.nn.Module) -> None:
             module.__class__ = EntropyBottleneck
 
 
+def timed_epoch(objective, optimizer, aux_optimizer, ema, data, config, generator, number: int, fast) -> float:
+    """Seconds of one :func:`trainables.harness.train_epoch`, the device's queue drained on both sides."""
+    from trainables.harness import train_epoch
+
+    cuda = data.train_x.device.type == "cuda"
+    objective.start_epoch(number)
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    train_epoch(objective, optimizer, aux_optimizer, ema, data, config, generator, number, fast)
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def time_row(config: dict[str, Any], data, device: torch.device, stock: bool, read_every_step: bool,
              repeats: int) -> dict[str, float]:
-    from trainables.harness import build_training, train_epoch
+    from trainables.harness import build_training
 
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     torch.manual_seed(0)
@@ -104,14 +119,7 @@ def time_row(config: dict[str, Any], data, device: torch.device, stock: bool, re
     generator = torch.Generator(device=device).manual_seed(0)
 
     def epoch(number: int) -> float:
-        objective.start_epoch(number)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        train_epoch(objective, optimizer, aux_optimizer, ema, data, config, generator, number, fast)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return timed_epoch(objective, optimizer, aux_optimizer, ema, data, config, generator, number, fast)
 
     epoch(1)  # warm-up: cuDNN autotuning, allocator, compilation
     if device.type == "cuda":

@@ -31,7 +31,8 @@ Three config keys (declared in ``search_spaces.spec.HARNESS_DEFAULTS``) choose t
 
   Why it is off by default: on the H100 machine, ResNet-18 DIB's step is bound by the host (at
   batch 128 the GPU worked 3.2 ms of a 21.5 ms step). ``"on"`` made the step 1.23x as fast at
-  batch 512 but 1.01x at ``dib_cifar``'s batch 128, for about a minute of compiling per trial;
+  batch 512 but 1.01x at ``dib_cifar``'s batch 128, and a trial's first epoch then came about
+  70 s after its start (four trials compiling at once);
   ``"cudagraphs"`` made it 3.97x (batch 128) and 2.55x (batch 512) as fast as eager, but its
   numbers have not yet been checked against eager's on a GPU (``python -m benchmarks
   profile_step``, ``train_step``; docs/benchmarks.md).
