@@ -103,3 +103,16 @@ def test_profile_step_times_and_profiles_the_harness_step(capsys, one_thread_per
     out = capsys.readouterr().out
     assert re.search(r"^dib, batch 16, compile off: [\d.]+ ms a step, [\d,]+ images/s$", out, flags=re.M), out
     assert "Self CPU time total" in out
+
+
+def test_host_ops_counts_each_phase_of_the_harness_step(capsys, one_thread_per_module):
+    """vib's step: a compiled forward and backward, and outside them the batch's gather, the metric
+    sums, the EMA and the Adam update as one fused kernel (on the CPU too, as on CUDA)."""
+    from benchmarks.host_ops import BACKWARD, EAGER, FORWARD, count, launches_a_kernel
+
+    counter = count("vib", batch_size=16, steps=2, device=torch.device("cpu"))
+    assert counter.kernels[FORWARD] > 0 and counter.kernels[BACKWARD] > 0 and counter.kernels[EAGER] > 0
+    assert counter.eager_ops["_fused_adam_"] == 2 and counter.eager_ops["_foreach_lerp_"] == 2  # Adam, EMA
+    assert not launches_a_kernel(torch.ops.aten.view.default) and launches_a_kernel(torch.ops.aten.add_.Tensor)
+    assert main(["host_ops", "--objectives", "vib", "--steps", "1", "--batch-size", "8"]) == 0
+    assert re.search(r"^vib\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\S", capsys.readouterr().out, flags=re.M)

@@ -160,10 +160,10 @@ def _optimizers(objective: Objective, config) -> tuple[torch.optim.Optimizer, to
     aux = list(objective.aux_parameters())
     aux_ids = {id(p) for p in aux}
     main = [p for p in objective.parameters() if id(p) not in aux_ids]
-    cuda = all(p.is_cuda for p in main)  # fused: one kernel for the whole update instead of a few per tensor
+    # fused (CUDA and CPU): one kernel for the whole update instead of several per tensor
     optimizer = torch.optim.Adam(main, lr=config["lr"], betas=(config["adam_beta1"], config["adam_beta2"]),
-                                 weight_decay=config["weight_decay"], fused=cuda or None)
-    aux_optimizer = torch.optim.Adam(aux, lr=config["aux_lr"]) if aux else None
+                                 weight_decay=config["weight_decay"], fused=True)
+    aux_optimizer = torch.optim.Adam(aux, lr=config["aux_lr"], fused=True) if aux else None
     return optimizer, aux_optimizer
 
 
