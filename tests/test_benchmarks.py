@@ -116,3 +116,15 @@ def test_host_ops_counts_each_phase_of_the_harness_step(capsys, one_thread_per_m
     assert not launches_a_kernel(torch.ops.aten.view.default) and launches_a_kernel(torch.ops.aten.add_.Tensor)
     assert main(["host_ops", "--objectives", "vib", "--steps", "1", "--batch-size", "8"]) == 0
     assert re.search(r"^vib\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\S", capsys.readouterr().out, flags=re.M)
+
+
+def test_dibs_aux_loss_runs_inside_the_compiled_step(one_thread_per_module):
+    """The entropy model's aux loss (about 60 kernels a step, forward and backward) is part of the
+    region compile=cudagraphs replays: what stays eager is the batch's gather and crop/flip, two
+    fused Adam updates and the metric sums."""
+    from benchmarks.host_ops import EAGER, count
+
+    counter = count("dib", batch_size=8, steps=2, device=torch.device("cpu"))
+    assert counter.eager_ops["bmm"] == counter.eager_ops["tanh"] == counter.eager_ops["softplus"] == 0
+    assert counter.eager_ops["_fused_adam_"] == 4
+    assert counter.kernels[EAGER] / 2 <= 25, dict(counter.eager_ops)

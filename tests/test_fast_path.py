@@ -138,7 +138,7 @@ def test_cudagraphs_trains_the_same_epochs_as_eager_on_cuda():
 
 @pytest.fixture
 def counted_compile(monkeypatch):
-    """``nn.Module.compile`` with a frame-counting aot_eager backend instead of inductor, on a fresh
+    """``torch.compile`` with a frame-counting aot_eager backend instead of inductor, on a fresh
     dynamo. Dynamo alone decides graph breaks and guards, so recompiles are the same as under
     inductor, without its C++ builds (minutes for a conv net on two cores)."""
     from torch._dynamo.testing import CompileCounterWithBackend
@@ -147,9 +147,8 @@ def counted_compile(monkeypatch):
     torch._dynamo.reset()
     counters.clear()
     counter = CompileCounterWithBackend("aot_eager")
-    compile_module = nn.Module.compile
-    monkeypatch.setattr(nn.Module, "compile",
-                        lambda self, *args, **kwargs: compile_module(self, *args, **{**kwargs, "backend": counter}))
+    compile_function = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda *args, **kwargs: compile_function(*args, **{**kwargs, "backend": counter}))
     yield counter
     torch._dynamo.reset()
 
@@ -280,6 +279,16 @@ def test_sync_free_bottleneck_gives_compressais_outputs_and_gradients(mode):
         outputs.append((y.detach(), likelihood.detach(), x.grad))
     for a, b in zip(*outputs):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["factorized", "hyperprior"])
+def test_aux_loss_is_float32_inside_the_training_steps_autocast(name):
+    """The aux loss now runs inside the training step's bf16 autocast; it must not compute in bf16."""
+    model = build_entropy_model(name, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.aux_loss()
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(model.aux_loss().item(), rel=1e-6)
 
 
 def test_entropy_models_use_the_sync_free_bottleneck():

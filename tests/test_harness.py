@@ -169,3 +169,61 @@ def test_non_finite_term_names_epoch_and_term(tmp_path, monkeypatch):
     with pytest.raises(NonFiniteLossError, match=r"epoch 2: term\(s\) 'rate_bits'"):
         run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=recorder)
     assert [m["epoch"] for m in recorder.metrics] == [1]
+
+
+def _aux_recipe_runs(entropy_model: str):
+    """The harness's step (one backward of ``loss + aux_loss``, aux computed before the updates) and
+    two reference loops on the same batches: CompressAI's example (aux after the main step) and
+    aux before the main step with a backward of its own. Returns each run's parameters."""
+    from trainables.data import batch_indices, load_dataset
+    from trainables.harness import build_training, train_epoch
+
+    config = {**get_sweep("dib_digits").with_overrides(smoke=True).trial_configs()[0], "train_subset": 256,
+              "batch_size": 64, "warmup_epochs": 0, "beta": 2.0, "precision": "fp32", "entropy_model": entropy_model}
+    data = load_dataset("digits", data_dir=".", device="cpu", train_subset=256, test_subset=64, seed=0)
+
+    def reference(aux_first: bool):
+        def epoch(objective, optimizer, aux_optimizer, generator):
+            for index in batch_indices(len(data.train_y), 64, generator=generator, device="cpu"):
+                terms = objective(data.train_x[index], data.train_y[index])
+                aux = objective.aux_loss() if aux_first else None
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                optimizer.step()
+                aux = objective.aux_loss() if aux is None else aux
+                aux_optimizer.zero_grad(set_to_none=True)
+                aux.backward()
+                aux_optimizer.step()
+        return epoch
+
+    runs = {}
+    for name, epoch in (("harness", None), ("compressai", reference(False)), ("aux first", reference(True))):
+        torch.manual_seed(0)
+        objective, optimizer, aux_optimizer, _, _, fast = build_training(config, data, torch.device("cpu"))
+        generator = torch.Generator().manual_seed(0)
+        for number in (1, 2):
+            objective.start_epoch(number)
+            objective.train()
+            if epoch is None:
+                train_epoch(objective, optimizer, aux_optimizer, None, data, config, generator, number, fast)
+            else:
+                epoch(objective, optimizer, aux_optimizer, generator)
+        runs[name] = {k: v.detach().clone() for k, v in objective.named_parameters()}
+    return runs
+
+
+@pytest.mark.parametrize("entropy_model", ["factorized", "hyperprior"])
+def test_one_backward_of_loss_plus_aux_trains_as_compressais_recipe(entropy_model, one_thread_per_module):
+    """Every main parameter ends exactly where CompressAI's order (aux after the main step) puts it,
+    since the quantiles never reach ``loss``; the quantiles end exactly where separate backwards
+    with the aux loss taken before the step put them, and close to CompressAI's (their updates
+    come one step earlier)."""
+    runs = _aux_recipe_runs(entropy_model)
+    quantiles = [name for name in runs["harness"] if name.endswith("quantiles")]
+    assert quantiles and len(quantiles) < len(runs["harness"])
+    for name, value in runs["harness"].items():
+        assert torch.equal(value, runs["aux first"][name]), name
+        if name in quantiles:
+            assert torch.allclose(value, runs["compressai"][name], atol=0.05), name
+        else:
+            assert torch.equal(value, runs["compressai"][name]), name

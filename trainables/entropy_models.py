@@ -109,8 +109,11 @@ class FeatureEntropyModel(nn.Module):
         raise NotImplementedError
 
     def aux_loss(self) -> Tensor:
-        """Sum of the ``EntropyBottleneck`` losses that fit ``quantiles`` to the learned densities."""
-        return sum(m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck))
+        """Sum of the ``EntropyBottleneck`` losses that fit ``quantiles`` to the learned densities,
+        in float32 also inside the training step's autocast."""
+        bottlenecks = [m for m in self.modules() if isinstance(m, EntropyBottleneck)]
+        with without_autocast(bottlenecks[0].quantiles.device):
+            return sum(m.loss() for m in bottlenecks)
 
 
 class FactorizedPrior(FeatureEntropyModel):

@@ -169,10 +169,14 @@ def _optimizers(objective: Objective, config) -> tuple[torch.optim.Optimizer, to
 
 def train_epoch(objective: Objective, optimizer, aux_optimizer, ema, data: Dataset, config, generator,
                  epoch: int, fast: FastPath) -> dict[str, float]:
-    """One pass over the training set; the means of every term, read from the device once."""
+    """One pass over the training set; the means of every term, read from the device once.
+
+    A step is the objective's :meth:`~Objective.training_step` (compiled when ``compile`` asks),
+    one backward, and each optimiser's step. The main optimiser's and the aux one's parameters
+    are disjoint, and neither loss reaches the other's, so the order of the two steps is free.
+    """
     objective.train()
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
+    sums = TermSums()
     if config["batch_sampler"] == "class_balanced":
         batches = class_balanced_batch_indices(data.train_y, int(config["batch_size"]), generator=generator)
     else:
@@ -183,24 +187,18 @@ def train_epoch(objective: Objective, optimizer, aux_optimizer, ema, data: Datas
         if config["augment"] == "crop_flip":
             x = crop_flip(x, padding=int(config["crop_padding"]), generator=generator)
         with fast.autocast():
-            terms = objective(fast.prepare_batch(x), y)
+            terms, total = objective.training_step(fast.prepare_batch(x), y)
         optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        if aux_optimizer is not None:
+            aux_optimizer.zero_grad(set_to_none=True)
+        total.backward()
         optimizer.step()
         if aux_optimizer is not None:
-            aux_loss = objective.aux_loss()
-            aux_optimizer.zero_grad(set_to_none=True)
-            aux_loss.backward()
             aux_optimizer.step()
-            terms = {**terms, "aux_loss": aux_loss.detach()}
         if ema is not None:
             ema.update_parameters(objective)
-        n = len(y)
-        for name, value in terms.items():
-            value = value.detach().float() * n
-            sums[name] = sums[name] + value if name in sums else value
-        count += n
-    means = _read_means(sums, count)
+        sums.add(terms, len(y))
+    means = sums.means()
     bad = [name for name, value in means.items() if not np.isfinite(value)]
     if bad:
         raise NonFiniteLossError(
@@ -210,20 +208,42 @@ def train_epoch(objective: Objective, optimizer, aux_optimizer, ema, data: Datas
     return means
 
 
+class TermSums:
+    """Sums of named 0-d terms weighted by batch size, kept on the device as one vector: two
+    kernels a batch (a stack and an add), and one device-to-host read for the means."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.total: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, terms: Mapping[str, torch.Tensor], n: int) -> None:
+        values = torch.stack([value.detach().float() for value in terms.values()])
+        if self.total is None:
+            self.names, self.total = list(terms), values * n
+        elif list(terms) != self.names:
+            raise RuntimeError(f"an objective's terms changed between batches: {self.names} then {list(terms)}")
+        else:
+            self.total.add_(values, alpha=n)
+        self.count += n
+
+    def means(self) -> dict[str, float]:
+        if self.total is None:
+            return {}
+        return dict(zip(self.names, (self.total.cpu().double() / max(self.count, 1)).tolist()))
+
+
 @torch.no_grad()
 def _evaluate(objective: Objective, data: Dataset, config, fast: FastPath) -> dict[str, float]:
     objective.eval()
-    sums: dict[str, torch.Tensor] = {}
+    sums = TermSums()
     batch = int(config["eval_batch_size"])
     for start in range(0, len(data.test_y), batch):
         x, y = data.test_x[start : start + batch], data.test_y[start : start + batch]
-        n = len(y)
         with fast.autocast():
             terms = objective.evaluate(fast.prepare_batch(x), y)
-        for name, value in terms.items():
-            value = value.detach().float() * n
-            sums[name] = sums[name] + value if name in sums else value
-    return _read_means(sums, len(data.test_y))
+        sums.add(terms, len(y))
+    return sums.means()
 
 
 def _final_evaluations(model: Objective, data: Dataset, config) -> dict[str, Any]:
@@ -254,14 +274,6 @@ def _epoch_metrics(model: Objective, data: Dataset, epoch: int, config) -> dict[
         metrics.update(info_plane(model, data.test_x[:n], data.test_y[:n], config))
     model.train(was_training)
     return metrics
-
-
-def _read_means(sums: Mapping[str, torch.Tensor], count: int) -> dict[str, float]:
-    """One device-to-host transfer for all terms."""
-    if not sums:
-        return {}
-    values = torch.stack(list(sums.values())).cpu().double() / max(count, 1)
-    return dict(zip(sums, values.tolist()))
 
 
 def _inject_fault(config, epoch: int) -> None:

@@ -12,7 +12,9 @@ Optional hooks, with defaults that do nothing:
   of ``trainables.evaluation`` differentiate (one sample for a stochastic encoder; the attack
   averages gradients over samples).
 - ``aux_parameters()`` / ``aux_loss()``: parameters trained only by an auxiliary loss with their
-  own optimiser (CompressAI's entropy-model quantiles); the main optimiser never sees them.
+  own optimiser (CompressAI's entropy-model quantiles); the main optimiser never sees them, and
+  ``loss`` must give them no gradient (so one backward of ``loss + aux_loss`` trains both:
+  :meth:`Objective.training_step`).
 - ``start_epoch(epoch)``: called before each training epoch (1-based), e.g. for warm-up.
 - ``epoch_metrics(data, epoch)``: extra metrics measured after an epoch on the data (a dict of
   floats named ``split/name``, e.g. a linear probe's ``probe/test_acc``), called in eval mode.
@@ -67,6 +69,28 @@ class Objective(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits, differentiable in ``x``; objectives without a classifier do not define it."""
         raise NotImplementedError(f"objective {self.name!r} has no classifier to attack")
+
+    def training_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``(terms, total)``: the training terms of ``forward``, with ``aux_loss`` among them if the
+        objective has one, and the 0-d tensor the harness backpropagates, ``loss + aux_loss``.
+
+        What the harness runs each step, and what ``compile=on | cudagraphs`` compiles: the aux
+        loss is part of the compiled forward and backward instead of about 60 eager kernels a step
+        outside them (``python -m benchmarks host_ops``). One backward trains both optimisers'
+        parameters, because ``loss`` gives the aux parameters no gradient and ``aux_loss`` gives the
+        others none (CompressAI's ``EntropyBottleneck.loss`` detaches them).
+
+        CompressAI's training example computes the aux loss after the main optimiser's step; here
+        it is computed before, with the same parameters as ``loss``. The main parameters train
+        exactly as there (the quantiles never reach ``loss``); the quantiles get the same sequence
+        of updates one step earlier: each uses the entropy model of the step before
+        (``tests/test_harness.py`` checks both).
+        """
+        terms = self(x, y)
+        aux = self.aux_loss()
+        if aux is None:
+            return terms, terms["loss"]
+        return {**terms, "aux_loss": aux}, terms["loss"] + aux
 
     def aux_parameters(self) -> list[nn.Parameter]:
         return []
