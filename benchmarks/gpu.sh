@@ -3,10 +3,17 @@
 # STEP is any of tests train_step train_step_compile dib_cifar_sweep dib_cifar_sweep_compile profile data_pipeline
 # evaluation (default: tests train_step train_step_compile dib_cifar_sweep data_pipeline evaluation,
 # about 12 minutes on one H100). Each benchmark prints the machine it ran on.
-# Or full_TRIALS (e.g. full_0-1): those trials of the dib_cifar sweep end to end (python -m
-# benchmarks dib_cifar_full), two at a time with compile=cudagraphs. The whole sweep takes longer
-# than one device command may run: full_0-1, full_2-3, full_4-5 and full_6 are its four Tune
-# rounds, each a call of its own; the sum of their wall clocks is the sweep's.
+# The whole dib_cifar sweep (python -m benchmarks dib_cifar_full) takes longer than one device command
+# may run, so it runs in the background, in a process session of its own that outlives the command:
+#   sweep_start   starts it (TRIALS_PER_GPU trials at a time, default 4; COMPILE, default cudagraphs);
+#   sweep_wait    waits until it has finished or WAIT_S seconds (default 540) have passed, and copies
+#                 its log so far to OUTPUT_DIR/sweep.txt.
+# One lease: bash benchmarks/gpu.sh $OUT cuda_tests sweep_start sweep_wait, then bash benchmarks/gpu.sh
+# $OUT sweep_wait in further calls, each made before the machine's idle release (30 s).
+# cuda_tests runs only the tests that need CUDA (CUDA graphs against eager, no host syncs); tests
+# runs the fast path's whole test files.
+# Or full_TRIALS (e.g. full_0-1): those trials of the sweep in the foreground, two at a time with
+# compile=cudagraphs; full_0-1, full_2-3, full_4-5 and full_6 are its four rounds, a call each.
 set -uo pipefail
 out="${1:-benchmark_results}"
 shift || true
@@ -19,6 +26,15 @@ run() { local name="$1"; shift; echo "== $name: $*"; timeout 420 "$@" 2>&1 | gre
 for step in "${steps[@]}"; do
   case "$step" in
     tests) run tests python3 -m pytest -q -p no:cacheprovider tests/test_fast_path.py tests/test_knn_entropy.py tests/test_ema.py ;;
+    cuda_tests) run cuda_tests python3 -m pytest -q -p no:cacheprovider -k "cuda" tests/test_fast_path.py tests/test_ema.py ;;
+    sweep_start) mkdir -p /tmp/ib_sweep
+      setsid nohup python3 -m benchmarks dib_cifar_full --trials-per-gpu "${TRIALS_PER_GPU:-4}" \
+        --set "compile=${COMPILE:-cudagraphs}" --paper >/tmp/ib_sweep/log 2>&1 </dev/null &
+      echo "== sweep_start: pid $!, log /tmp/ib_sweep/log" ;;
+    sweep_wait) deadline=$((SECONDS + ${WAIT_S:-540}))
+      while [ $SECONDS -lt $deadline ] && pgrep -f "benchmarks dib_cifar_full" >/dev/null; do sleep 5; done
+      echo "== sweep_wait: $(pgrep -f "benchmarks dib_cifar_full" >/dev/null && echo still running || echo finished)"
+      grep -v -i "warn" /tmp/ib_sweep/log | tee "$out/sweep.txt" | tail -40 ;;
     train_step) run train_step python3 -m benchmarks train_step ;;
     train_step_compile) run train_step_compile python3 -m benchmarks train_step --objectives dib --compile ;;
     dib_cifar_sweep) run dib_cifar_sweep python3 -m benchmarks dib_cifar_sweep --packing 1,2,4 --epochs 2 ;;
