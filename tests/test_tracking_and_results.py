@@ -230,3 +230,45 @@ def test_operations_are_buffered_while_the_store_is_down_and_delivered_in_order(
     assert metric_steps(uri, by_id["t1"].info.run_id, "test/acc") == [1, 2, 3]
     assert metric_steps(uri, by_id["t2"].info.run_id, "test/acc") == [1]
     assert by_id["t1"].info.status == "FINISHED" and by_id["t2"].data.params["beta"] == "1.0"
+
+
+class _TimeoutAfterWriteClient(_FlakyClient):
+    """The next ``log_batch`` reaches the store and then raises, as a call that timed out on the
+    client after the server had committed it."""
+
+    def __getattr__(self, name):
+        method = getattr(self.client, name)
+        if name != "log_batch":
+            return method
+
+        def call(*args, **kwargs):
+            result = method(*args, **kwargs)
+            if self.down:
+                self.down, self.calls_refused = False, self.calls_refused + 1
+                raise TimeoutError("read timed out")
+            return result
+
+        return call
+
+
+def test_a_batch_retried_after_it_was_written_is_not_logged_twice(tmp_path, monkeypatch):
+    """The callback cannot know whether a timed-out log_batch was written, so it sends it again;
+    MLflow's SQL store drops the repeated metrics (same key, step, time and value)."""
+    import mlflow.tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trials = [_trial("t1", 0.1)]
+    callback = _callback(uri)
+    callback.setup()
+    flaky = _TimeoutAfterWriteClient(mlflow.tracking.MlflowClient(uri))
+    callback._client = flaky
+    callback.on_trial_start(0, trials, trials[0])
+    flaky.down = True
+    callback.on_trial_result(0, trials, trials[0], _result(1, 0.5))
+    assert flaky.calls_refused == 1 and len(callback.pending) == 1  # kept: the callback saw a failure
+    monkeypatch.setattr(callback, "_retry_at", 0.0)
+    callback.on_trial_result(0, trials, trials[0], _result(2, 0.6))
+    callback.on_experiment_end([_trial("t1", 0.1, "TERMINATED")])
+    _, children = mlflow_runs(uri, "exp")
+    history = mlflow.tracking.MlflowClient(uri).get_metric_history(children[0].info.run_id, "test/acc")
+    assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.6)]
