@@ -14,8 +14,8 @@ kernel and are not counted, and so are reads of a value to the host (``_local_sc
 host sync only when the tensor is on the GPU, which a CPU run cannot tell; ``python -m benchmarks
 train_step`` counts the syncs on CUDA). Each objective runs its GPU sweep's first trial config
 (random data of its dataset's shape) with the precision and layout that ``auto`` picks on CUDA,
-so the count is CUDA's whatever device runs it (a batch of ``--batch-size``: the count does not
-depend on it).
+and Adam fused as the harness builds it on CUDA, so the count is CUDA's whatever device runs it
+(a batch of ``--batch-size``: the count does not depend on it).
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class OpCounter(TorchDispatchMode):
 
 class Phases:
     """``torch.compile`` and ``Tensor.backward`` replaced, while active, by versions that set the
-    counter's phase: the 'compiled' function's ops, and a backward started from one of its outputs."""
+    counter's phase: the 'compiled' function's ops, and a backward started from one of its outputs.
+    ``torch.optim.Adam`` is built fused, as the harness builds it on CUDA."""
 
     def __init__(self, counter: OpCounter) -> None:
         self.counter, self.outputs = counter, set()
@@ -78,8 +79,8 @@ class Phases:
         return marked
 
     def __enter__(self) -> Phases:
-        self.saved = torch.compile, torch.Tensor.backward
-        backward, phases = torch.Tensor.backward, self
+        self.saved = torch.compile, torch.Tensor.backward, torch.optim.Adam
+        backward, adam, phases = torch.Tensor.backward, torch.optim.Adam, self
 
         def marked_backward(tensor, *args, **kwargs):
             previous = phases.counter.phase
@@ -90,10 +91,11 @@ class Phases:
                 phases.counter.phase = previous
 
         torch.compile, torch.Tensor.backward = self.compile, marked_backward
+        torch.optim.Adam = lambda *args, **kwargs: adam(*args, **{**kwargs, "fused": True})
         return self
 
     def __exit__(self, *exc) -> None:
-        torch.compile, torch.Tensor.backward = self.saved
+        torch.compile, torch.Tensor.backward, torch.optim.Adam = self.saved
 
 
 def gpu_config(objective: str, batch_size: int, steps: int) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def test_profile_step_times_and_profiles_the_harness_step(capsys, one_thread_per
 
 def test_host_ops_counts_each_phase_of_the_harness_step(capsys, one_thread_per_module):
     """vib's step: a compiled forward and backward, and outside them the batch's gather, the metric
-    sums, the EMA and the Adam update as one fused kernel (on the CPU too, as on CUDA)."""
+    sums, the EMA and the Adam update as one fused kernel (built fused, as on CUDA)."""
     from benchmarks.host_ops import BACKWARD, EAGER, FORWARD, count, launches_a_kernel
 
     counter = count("vib", batch_size=16, steps=2, device=torch.device("cpu"))

@@ -160,10 +160,12 @@ def _optimizers(objective: Objective, config) -> tuple[torch.optim.Optimizer, to
     aux = list(objective.aux_parameters())
     aux_ids = {id(p) for p in aux}
     main = [p for p in objective.parameters() if id(p) not in aux_ids]
-    # fused (CUDA and CPU): one kernel for the whole update instead of several per tensor
+    # fused on CUDA: one kernel for the whole update instead of several per tensor. Not on the CPU,
+    # where it would change the rounding of every CPU result the docs quote.
+    cuda = all(p.is_cuda for p in main)
     optimizer = torch.optim.Adam(main, lr=config["lr"], betas=(config["adam_beta1"], config["adam_beta2"]),
-                                 weight_decay=config["weight_decay"], fused=True)
-    aux_optimizer = torch.optim.Adam(aux, lr=config["aux_lr"], fused=True) if aux else None
+                                 weight_decay=config["weight_decay"], fused=cuda or None)
+    aux_optimizer = torch.optim.Adam(aux, lr=config["aux_lr"], fused=cuda or None) if aux else None
     return optimizer, aux_optimizer
 
 
