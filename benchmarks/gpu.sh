@@ -7,7 +7,8 @@
 # may run, so it runs in the background, in a process session of its own that outlives the command:
 #   sweep_start   starts it (TRIALS_PER_GPU trials at a time, default 4; COMPILE, default cudagraphs);
 #   sweep_wait    waits until it has finished or WAIT_S seconds (default 540) have passed, and copies
-#                 its log so far to OUTPUT_DIR/sweep.txt.
+#                 its log so far to OUTPUT_DIR/sweep.txt;
+#   sweep_stop    ends it (say, when cuda_tests failed before it: then sweep_start with COMPILE=on).
 # One lease: bash benchmarks/gpu.sh $OUT cuda_tests sweep_start sweep_wait, then bash benchmarks/gpu.sh
 # $OUT sweep_wait in further calls, each made before the machine's idle release (30 s).
 # cuda_tests runs only the tests that need CUDA (CUDA graphs against eager, no host syncs); tests
@@ -31,6 +32,7 @@ for step in "${steps[@]}"; do
       setsid nohup python3 -m benchmarks dib_cifar_full --trials-per-gpu "${TRIALS_PER_GPU:-4}" \
         --set "compile=${COMPILE:-cudagraphs}" --paper >/tmp/ib_sweep/log 2>&1 </dev/null &
       echo "== sweep_start: pid $!, log /tmp/ib_sweep/log" ;;
+    sweep_stop) pkill -f "benchmarks dib_cifar_full"; echo "== sweep_stop" ;;
     sweep_wait) deadline=$((SECONDS + ${WAIT_S:-540}))
       while [ $SECONDS -lt $deadline ] && pgrep -f "benchmarks dib_cifar_full" >/dev/null; do sleep 5; done
       echo "== sweep_wait: $(pgrep -f "benchmarks dib_cifar_full" >/dev/null && echo still running || echo finished)"
