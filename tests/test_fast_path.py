@@ -111,29 +111,65 @@ def test_compiled_forward_matches_eager(one_thread_per_module, eager_random):
             assert compiled[key] == pytest.approx(results[0][key], rel=1e-3, abs=1e-5), key
 
 
+# Per objective: a batch size that leaves a shorter last batch of the 256 training digits (knn_ib's
+# class-balanced batches are all full), the warm-up's end inside the run where there is one, and
+# infomax's NWJ bound (its off-diagonal mean once took a data-dependent shape).
+COMPILE_RUNS = {"dib": {"batch_size": 96, "warmup_epochs": 1}, "simclr_dib": {"batch_size": 96, "warmup_epochs": 1},
+                "knn_ib": {}, "hybrid": {"batch_size": 96}, "vib": {"batch_size": 96, "ema_decay": 0.9},
+                "infomax": {"batch_size": 96, "eval_batch_size": 128, "test_subset": 256, "estimator": "nwj"}}
+
+
+def two_epochs(objective: str, compiled: str, device: torch.device, **overrides) -> list[dict[str, float]]:
+    """The terms of two training epochs of ``objective`` on 256 digits, from seed 0, with the
+    batch sizes of :data:`COMPILE_RUNS` (a shorter last batch: a second graph) and the DIB
+    objectives' warm-up ending after epoch 1; epoch 2's terms depend on the weights epoch 1 left."""
+    data = load_dataset("digits", data_dir=".", device=device, train_subset=256, test_subset=100, seed=0)
+    config = _digits_config(objective, compile=compiled, **{**COMPILE_RUNS[objective], **overrides})
+    torch.manual_seed(0)
+    model, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, device)
+    if fast.cudagraphs != (compiled == "cudagraphs"):
+        raise RuntimeError(f"compile={compiled!r} resolved to cudagraphs={fast.cudagraphs}")
+    generator = torch.Generator(device=device).manual_seed(0)
+    epochs = []
+    for epoch in (1, 2):
+        model.start_epoch(epoch)
+        epochs.append(train_epoch(model, optimizer, aux_optimizer, ema, data, config, generator, epoch, fast))
+    return epochs
+
+
+# fp32 for every objective; and the path conv nets take on CUDA by default (bf16 autocast,
+# channels_last), where inductor's fused kernels round differently from eager's op-by-op bf16.
+GRAPHED_PATHS = [(name, "fp32", "off", 1e-3) for name in objective_names()] + [
+    (name, "bf16", "on", 2e-2) for name in ("dib", "simclr_dib", "knn_ib", "hybrid")]
+
+
+def assert_compiled_epochs_match_eager(objective: str, precision: str, layout: str, rel: float,
+                                       device: torch.device) -> None:
+    eager, graphed = (two_epochs(objective, compiled, device, precision=precision, channels_last=layout)
+                      for compiled in ("off", "cudagraphs"))
+    for eager_epoch, graphed_epoch in zip(eager, graphed):
+        assert graphed_epoch.keys() == eager_epoch.keys()
+        for key in eager_epoch:
+            assert graphed_epoch[key] == pytest.approx(eager_epoch[key], rel=rel, abs=1e-5), key
+
+
+@pytest.mark.parametrize("objective,precision,layout,rel", GRAPHED_PATHS)
+def test_compiled_step_trains_the_same_epochs_as_eager(objective, precision, layout, rel, eager_random,
+                                                       one_thread_per_module):
+    """Every objective's training step compiled by inductor (compile=cudagraphs: on the CPU, the
+    reduce-overhead compile without graphs) gives eager's terms over two epochs. With a cold
+    inductor cache this file's slowest tests: about 3.5 min of C++ builds on two cores."""
+    assert_compiled_epochs_match_eager(objective, precision, layout, rel, torch.device("cpu"))
+
+
 @CUDA
-def test_cudagraphs_trains_the_same_epochs_as_eager_on_cuda():
-    """compile=cudagraphs (mode="reduce-overhead") replays the compiled step as CUDA graphs, which
-    reuse their output buffers: two epochs (with a shorter last batch, a second graph) must give
-    the eager path's terms; the second epoch's depend on the weights the first one's steps left."""
-    device = torch.device("cuda")
-    data = load_dataset("digits", data_dir=".", device=device, train_subset=200, test_subset=100, seed=0)
-    results = []
-    for compiled in ("off", "cudagraphs"):
-        config = _digits_config("dib", precision="fp32", channels_last="off", compile=compiled, batch_size=64,
-                                warmup_epochs=0, beta=2.0)
-        torch.manual_seed(0)
-        model, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, device)
-        assert fast.cudagraphs == (compiled == "cudagraphs")
-        generator = torch.Generator(device=device).manual_seed(0)
-        epochs = []
-        for epoch in (1, 2):
-            model.start_epoch(epoch)
-            epochs.append(train_epoch(model, optimizer, aux_optimizer, ema, data, config, generator, epoch, fast))
-        results.append(epochs)
-    for eager, graphed in zip(*results):
-        for key in eager:
-            assert graphed[key] == pytest.approx(eager[key], rel=1e-3, abs=1e-5), key
+@pytest.mark.parametrize("objective,precision,layout,rel", GRAPHED_PATHS)
+def test_cudagraphs_trains_the_same_epochs_as_eager_on_cuda(objective, precision, layout, rel, eager_random):
+    """On CUDA, compile=cudagraphs replays the compiled step as CUDA graphs, which reuse their
+    output buffers and read parameters, buffers (the DIB warm-up weight, MoCo's queue) and inputs
+    from fixed addresses: every objective's two epochs must still give eager's terms. Random
+    draws inside the step (DIB's noise, VIB's samples) follow eager's (``eager_random``)."""
+    assert_compiled_epochs_match_eager(objective, precision, layout, rel, torch.device("cuda"))
 
 
 @pytest.fixture
@@ -151,14 +187,6 @@ def counted_compile(monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda *args, **kwargs: compile_function(*args, **{**kwargs, "backend": counter}))
     yield counter
     torch._dynamo.reset()
-
-
-# Per objective: a batch size that leaves a shorter last batch of the 256 training digits (knn_ib's
-# class-balanced batches are all full), the warm-up's end inside the run where there is one, and
-# infomax's NWJ bound (its off-diagonal mean once took a data-dependent shape).
-COMPILE_RUNS = {"dib": {"batch_size": 96, "warmup_epochs": 1}, "simclr_dib": {"batch_size": 96, "warmup_epochs": 1},
-                "knn_ib": {}, "hybrid": {"batch_size": 96}, "vib": {"batch_size": 96, "ema_decay": 0.9},
-                "infomax": {"batch_size": 96, "eval_batch_size": 128, "test_subset": 256, "estimator": "nwj"}}
 
 
 @pytest.mark.parametrize("objective", objective_names())
@@ -183,6 +211,24 @@ def test_compiled_training_compiles_in_the_first_epoch_only(objective, precision
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert frames[0] == (1 if full_batches_only else 2), f"graphs compiled in epoch 1: {frames[0]}"
     assert frames == [frames[0]] * 3, f"recompiled after epoch 1: graphs compiled by each epoch's end {frames}"
+
+
+def test_a_reused_worker_compiles_every_trial_of_a_sweep(counted_compile, one_thread_per_module):
+    """Tune runs a sweep's trials one after another in one worker process (reuse_actors). VIB's
+    forward reads beta as a Python number, so each trial compiles graphs of its own (the full
+    batch and the shorter last one): every trial's must be compiled. Before the reset in
+    ``maybe_compile``, the graphs piled up to dynamo's recompile limit of 8 and the fifth trial
+    on trained eagerly."""
+    data = load_dataset("digits", data_dir=".", device="cpu", train_subset=256, test_subset=100, seed=0)
+    compiled = []
+    for beta in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6):
+        config = _digits_config("vib", compile="on", **{**COMPILE_RUNS["vib"], "beta": beta})
+        model, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, torch.device("cpu"))
+        before = counted_compile.frame_count
+        model.start_epoch(1)
+        train_epoch(model, optimizer, aux_optimizer, ema, data, config, torch.Generator().manual_seed(0), 1, fast)
+        compiled.append(counted_compile.frame_count - before)
+    assert compiled == [2] * 6, f"graphs compiled by each trial: {compiled}"
 
 
 def test_compiled_dib_follows_the_warm_up_as_eager_does(one_thread_per_module, eager_random):

@@ -109,8 +109,19 @@ class FastPath:
         Only ``training_step`` (the training ``forward`` and the aux loss) is compiled; the
         methods the harness calls directly (``evaluate``, ``logits``) and ``forward`` called on
         its own are not.
+
+        Dynamo is reset first. Tune reuses a worker process for the next trial of a sweep, and
+        dynamo keeps compiled graphs per code object: every objective's ``training_step`` is
+        :meth:`Objective.training_step`'s code, and its graphs are specialised on the Python
+        numbers the forward reads (VIB's and knn_ib's beta, the hybrid's alpha, a temperature).
+        Without the reset, a worker's trials piled up graphs until dynamo's recompile limit (8),
+        after which later trials trained eagerly, saying nothing (vib_digits: from its fifth trial
+        on). The reset also frees the last trial's CUDA graphs. Inductor's disk cache is kept, so
+        a trial whose step compiles to the same graph as an earlier one's (dib's beta is a buffer)
+        reuses the kernels.
         """
         if self.compile:
+            torch.compiler.reset()
             objective.training_step = torch.compile(objective.training_step, dynamic=False,
                                                     mode="reduce-overhead" if self.cudagraphs else None)
         return objective
