@@ -9,10 +9,13 @@
 #   sweep_wait    waits until it has finished or WAIT_S seconds (default 540) have passed, and copies
 #                 its log so far to OUTPUT_DIR/sweep.txt;
 #   sweep_stop    ends it (say, when cuda_tests failed before it: then sweep_start with COMPILE=on).
-# One lease: bash benchmarks/gpu.sh $OUT cuda_tests sweep_start sweep_wait, then bash benchmarks/gpu.sh
-# $OUT sweep_wait in further calls, each made before the machine's idle release (30 s).
-# cuda_tests runs only the tests that need CUDA (CUDA graphs against eager, no host syncs); tests
-# runs the fast path's whole test files.
+# One lease: bash benchmarks/gpu.sh $OUT sweep_start cuda_tests sweep_wait, then bash benchmarks/gpu.sh
+# $OUT sweep_wait in further calls, each made before the machine's idle release (30 s). The tests run
+# beside the sweep's first minutes (its timing is then an upper bound), so that both fit the session's
+# 30 device minutes; if a CUDA-graphs test fails, sweep_stop, then COMPILE=on ... sweep_start.
+# cuda_tests runs only the tests that need CUDA (every objective's CUDA graphs against eager, in fp32
+# and, for the conv nets, bf16 + channels_last; no host syncs); tests runs the fast path's whole
+# test files.
 # Or full_TRIALS (e.g. full_0-1): those trials of the sweep in the foreground, two at a time with
 # compile=cudagraphs; full_0-1, full_2-3, full_4-5 and full_6 are its four rounds, a call each.
 set -uo pipefail
