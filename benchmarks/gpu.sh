@@ -9,8 +9,9 @@
 #   sweep_wait    waits until it has finished or WAIT_S seconds (default 540) have passed, and copies
 #                 its log so far to OUTPUT_DIR/sweep.txt;
 #   sweep_stop    ends it (say, when cuda_tests failed before it: then sweep_start with COMPILE=on).
-# One lease: bash benchmarks/gpu.sh $OUT sweep_start cuda_tests sweep_wait, then bash benchmarks/gpu.sh
-# $OUT sweep_wait in further calls, each made before the machine's idle release (30 s). The tests run
+# One lease: WAIT_S=120 bash benchmarks/gpu.sh $OUT sweep_start cuda_tests sweep_wait (the tests may
+# take their whole 420 s, and a device command at most 600 s), then bash benchmarks/gpu.sh $OUT
+# sweep_wait in further calls, each made before the machine's idle release (30 s). The tests run
 # beside the sweep's first minutes (its timing is then an upper bound), so that both fit the session's
 # 30 device minutes; if a CUDA-graphs test fails, sweep_stop, then COMPILE=on ... sweep_start.
 # cuda_tests runs only the tests that need CUDA (every objective's CUDA graphs against eager, in fp32
