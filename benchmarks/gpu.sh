@@ -8,7 +8,7 @@
 #   sweep_start   starts it (TRIALS_PER_GPU trials at a time, default 4; COMPILE, default cudagraphs);
 #   sweep_wait    waits until it has finished or WAIT_S seconds (default 540) have passed, and copies
 #                 its log so far to OUTPUT_DIR/sweep.txt;
-#   sweep_stop    ends it (say, when cuda_tests failed before it: then sweep_start with COMPILE=on).
+#   sweep_stop    ends it (say, when a cuda_tests check of CUDA graphs failed: then COMPILE=on sweep_start).
 # One lease: WAIT_S=120 bash benchmarks/gpu.sh $OUT sweep_start cuda_tests sweep_wait (the tests may
 # take their whole 420 s, and a device command at most 600 s), then bash benchmarks/gpu.sh $OUT
 # sweep_wait in further calls, each made before the machine's idle release (30 s). The tests run
