@@ -13,7 +13,10 @@
 # take their whole 420 s, and a device command at most 600 s), then bash benchmarks/gpu.sh $OUT
 # sweep_wait in further calls, each made before the machine's idle release (30 s). The tests run
 # beside the sweep's first minutes (its timing is then an upper bound), so that both fit the session's
-# 30 device minutes; if a CUDA-graphs test fails, sweep_stop, then COMPILE=on ... sweep_start.
+# 30 device minutes; if a CUDA-graphs test fails, sweep_stop, then
+# TRIALS_PER_GPU=7 OMP_NUM_THREADS=2 COMPILE=on ... sweep_start: without graphs the step is host-bound
+# (at batch 128 the GPU was busy 3.2 ms of a 21.5 ms compiled step), so all seven trials at once, on
+# two cores each (Tune: --trials-per-gpu 7 --cpus-per-trial 2), is the packing that could fill the GPU.
 # cuda_tests runs only the tests that need CUDA (every objective's CUDA graphs against eager, in fp32
 # and, for the conv nets, bf16 + channels_last; no host syncs); tests runs the fast path's whole
 # test files.
