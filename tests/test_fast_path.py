@@ -214,21 +214,41 @@ def test_compiled_training_compiles_in_the_first_epoch_only(objective, precision
 
 
 def test_a_reused_worker_compiles_every_trial_of_a_sweep(counted_compile, one_thread_per_module):
-    """Tune runs a sweep's trials one after another in one worker process (reuse_actors). VIB's
-    forward reads beta as a Python number, so each trial compiles graphs of its own (the full
-    batch and the shorter last one): every trial's must be compiled. Before the reset in
-    ``maybe_compile``, the graphs piled up to dynamo's recompile limit of 8 and the fifth trial
-    on trained eagerly."""
+    """Tune runs a sweep's trials one after another in one worker process (reuse_actors). Trials
+    whose steps differ (here VIB's latent size; likewise a temperature, or infomax's critic) each
+    compile graphs of their own (the full batch and the shorter last one): every trial's must be
+    compiled. Before the reset in ``maybe_compile``, a worker's graphs piled up to dynamo's
+    recompile limit of 8 and the fifth trial on trained eagerly."""
     data = load_dataset("digits", data_dir=".", device="cpu", train_subset=256, test_subset=100, seed=0)
     compiled = []
-    for beta in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6):
-        config = _digits_config("vib", compile="on", **{**COMPILE_RUNS["vib"], "beta": beta})
+    for latent_dim in (2, 4, 8, 16, 32, 64):
+        config = _digits_config("vib", compile="on", **{**COMPILE_RUNS["vib"], "latent_dim": latent_dim})
         model, optimizer, aux_optimizer, _, ema, fast = build_training(config, data, torch.device("cpu"))
         before = counted_compile.frame_count
         model.start_epoch(1)
         train_epoch(model, optimizer, aux_optimizer, ema, data, config, torch.Generator().manual_seed(0), 1, fast)
         compiled.append(counted_compile.frame_count - before)
     assert compiled == [2] * 6, f"graphs compiled by each trial: {compiled}"
+
+
+@pytest.mark.parametrize("objective,key,values", [("vib", "beta", (1e-3, 1.0)), ("knn_ib", "beta", (0.0, 0.6)),
+                                                  ("hybrid", "alpha", (0.1, 0.9)),
+                                                  ("dib", "beta", (0.5, 8.0)), ("simclr_dib", "beta", (0.0, 0.5))])
+def test_trials_that_differ_only_in_a_loss_weight_share_one_graph(objective, key, values, counted_compile,
+                                                                   one_thread_per_module):
+    """The swept loss weights are 0-d buffers (``Objective.register_weight``, DIB's rate weight),
+    not Python numbers dynamo would specialise on: the second trial's step runs the first one's
+    graph, so inductor's disk cache serves every trial of a beta sweep after the first."""
+    data = load_dataset("digits", data_dir=".", device="cpu", train_subset=96, test_subset=100, seed=0)
+    graphs = []
+    for value in values:
+        config = _digits_config(objective, precision="fp32", **{"batch_size": 96, "warmup_epochs": 0, key: value})
+        model = build_objective(config, data.input_shape, data.num_classes).train()
+        model.start_epoch(1)
+        step = torch.compile(model.training_step, dynamic=False)
+        step(data.train_x, data.train_y)
+        graphs.append(counted_compile.frame_count)
+    assert graphs == [1, 1], f"graphs compiled after each trial: {graphs}"
 
 
 def test_compiled_dib_follows_the_warm_up_as_eager_does(one_thread_per_module, eager_random):

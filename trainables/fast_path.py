@@ -112,13 +112,13 @@ class FastPath:
 
         Dynamo is reset first. Tune reuses a worker process for the next trial of a sweep, and
         dynamo keeps compiled graphs per code object: every objective's ``training_step`` is
-        :meth:`Objective.training_step`'s code, and its graphs are specialised on the Python
-        numbers the forward reads (VIB's and knn_ib's beta, the hybrid's alpha, a temperature).
-        Without the reset, a worker's trials piled up graphs until dynamo's recompile limit (8),
-        after which later trials trained eagerly, saying nothing (vib_digits: from its fifth trial
-        on). The reset also frees the last trial's CUDA graphs. Inductor's disk cache is kept, so
-        a trial whose step compiles to the same graph as an earlier one's (dib's beta is a buffer)
-        reuses the kernels.
+        :meth:`Objective.training_step`'s code, and trials whose steps differ (a latent size, a
+        temperature, which is a Python number the forward reads, infomax's critic) each add
+        graphs. Without the reset, a worker's trials piled up graphs until dynamo's recompile
+        limit (8), after which later trials trained eagerly, saying nothing. The reset also frees
+        the last trial's CUDA graphs. Inductor's disk cache is kept: trials that differ only in a
+        loss weight (beta, alpha: 0-d buffers, :meth:`Objective.register_weight`) trace the same
+        graph, and every one after the first loads its kernels from the cache.
         """
         if self.compile:
             torch.compiler.reset()

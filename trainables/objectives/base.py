@@ -92,6 +92,17 @@ class Objective(nn.Module):
             return terms, terms["loss"]
         return {**terms, "aux_loss": aux}, terms["loss"] + aux
 
+    def register_weight(self, name: str, value: float) -> None:
+        """A loss weight from the config (beta, alpha) as a 0-d buffer, not a Python number.
+
+        ``torch.compile`` specialises its graph on every Python number the forward reads, so each
+        trial of a beta sweep would compile a graph of its own; with a buffer the trials' graphs
+        are the same, and inductor's disk cache serves the later ones. The value is the fp32 the
+        Python number becomes when it multiplies an fp32 tensor, so the results are the same.
+        Not persistent: the config sets it, and old checkpoints load as before.
+        """
+        self.register_buffer(name, torch.tensor(float(value), dtype=torch.float32), persistent=False)
+
     def aux_parameters(self) -> list[nn.Parameter]:
         return []
 

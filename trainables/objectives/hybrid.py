@@ -77,6 +77,8 @@ class HybridBound(Objective):
     def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
         super().__init__(config, input_shape, num_classes)
         self.alpha = float_in_range(config, "alpha", NAME, 0.0, 1.0)
+        self.register_weight("sse_weight", self.alpha)
+        self.register_weight("info_nce_weight", 1 - self.alpha)
         self.temperature = float_in_range(config, "temperature", NAME, 0.0, low_open=True)
         self.momentum = float_in_range(config, "momentum", NAME, 0.0, 1.0, high_open=True)
         self.probe_every = integer(config, "probe_every", NAME, minimum=1)
@@ -132,7 +134,7 @@ class HybridBound(Objective):
             momentum_update(self.autoencoder.encoder, self.key_encoder, self.momentum)
             momentum_update(self.head, self.key_head, self.momentum)
         terms = self._terms(x, None)
-        loss = self.alpha * terms["sse"] + (1 - self.alpha) * terms["info_nce"]
+        loss = self.sse_weight * terms["sse"] + self.info_nce_weight * terms["info_nce"]
         if self.training:
             self.queue.enqueue(terms["keys"])
         info_nce = terms["info_nce"].detach()

@@ -89,6 +89,7 @@ class KnnInformationBottleneck(Objective):
     def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
         super().__init__(config, input_shape, num_classes)
         self.beta = unit_interval_float(config, "beta", "knn_ib")
+        self.register_weight("h_z_weight", self.beta - 1.0)
         self.k = integer(config, "k", "knn_ib", minimum=1)
         self.noise = config["noise"]
         if not isinstance(self.noise, bool):
@@ -146,7 +147,7 @@ class KnnInformationBottleneck(Objective):
         z = self._with_noise(z_hat)
         h_z = knn_entropy(z, self.k)
         h_z_given_y = class_conditional_knn_entropy(z, y, self.k, num_classes=self.num_classes)
-        loss = h_z_given_y + (self.beta - 1.0) * h_z
+        loss = h_z_given_y + self.h_z_weight * h_z
         return {"loss": loss, "h_z_bits": nats_to_bits(h_z.detach()), "h_z_given_y_bits": nats_to_bits(h_z_given_y.detach()),
                 "rate_bits": nats_to_bits(h_z.detach())}
 

@@ -55,6 +55,7 @@ class VariationalInformationBottleneck(Objective):
     def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
         super().__init__(config, input_shape, num_classes)
         self.beta = nonnegative_float(config, "beta", "vib")
+        self.register_weight("kl_weight", self.beta)
         latent_dim = integer(config, "latent_dim", "vib", minimum=1)
         hidden_dim = integer(config, "hidden_dim", "vib", minimum=1)
         self.eval_samples = integer(config, "eval_samples", "vib", minimum=1)
@@ -66,7 +67,7 @@ class VariationalInformationBottleneck(Objective):
         z = mean + std * torch.randn_like(std)
         ce = F.cross_entropy(self.decoder(z), y)
         kl = gaussian_kl_standard_normal(mean, std).mean()
-        return {"loss": ce + self.beta * kl, "ce": ce.detach(), "rate_bits": nats_to_bits(kl.detach())}
+        return {"loss": ce + self.kl_weight * kl, "ce": ce.detach(), "rate_bits": nats_to_bits(kl.detach())}
 
     def logits(self, x: Tensor) -> Tensor:
         """One posterior sample's logits; attacks average their gradients over calls (EOT)."""
