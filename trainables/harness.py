@@ -150,7 +150,7 @@ def build_training(config, data: Dataset, device: torch.device):
                                                     gamma=config["lr_decay"])
     ema = None
     if config["ema_decay"] > 0:
-        ema = SyncFreeEMA(objective, config["ema_decay"])  # torch's AveragedModel, without its sync a step
+        ema = SyncFreeEMA(objective, config["ema_decay"])  # warmed-up EMA, no host sync a step
     fast.maybe_compile(objective)  # after the EMA copy, which stays eager
     return objective, optimizer, aux_optimizer, scheduler, ema, fast
 
