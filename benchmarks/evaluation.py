@@ -13,6 +13,11 @@ examples, three ways, each timed:
 The three must give the same robust accuracies (checked); the figures are seconds and seconds
 divided by the mean training epoch. Robustness only after the last epoch is the third saving:
 an evaluation every epoch would cost ``epochs`` times the figure here.
+
+Then the whole suite the sweep names (``run_evaluations`` with the sweep's config, the masking
+checks' zero-gradient, unbounded-PGD and noise measurements included), and each of its attacks
+alone, as seconds and as a share of the trial's whole training time: the budget the issue set is
+about a tenth.
 """
 
 from __future__ import annotations
@@ -67,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     n = int(config["eval_subset"])
     x, y = data.test_x[:n], data.test_y[:n]
-    settings = {"epsilon": float(config["pgd_epsilon"]), "step": float(config["pgd_step"])}
+    epsilon = float(str(config["pgd_epsilons"]).split(",")[0])
+    settings = {"epsilon": epsilon, "step": float(config["pgd_step_fraction"]) * epsilon}
 
     def attack(steps, drop):
         return pgd(model.logits, x, y, steps=steps, generator=torch.Generator(device=device).manual_seed(1),
@@ -94,4 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:<50} {seconds:7.3f} s = {seconds / epoch_time:6.2f} epochs  {naive / seconds:5.1f}x")
     print(f"  every epoch instead of after the last: {spec.epochs} x {t_drop:.3f} s = "
           f"{spec.epochs * t_drop / epoch_time:.1f} epochs")
+    suite_seconds(model, x, y, config, sum(epoch_seconds), timed)
     return 0 if same else 1
+
+
+def suite_seconds(model, x, y, config, training_seconds: float, timed) -> None:
+    """Time the sweep's whole evaluation suite, then each attack alone, against the trial's training."""
+    from trainables.evaluation import run_evaluations
+
+    names = [name for name in str(config["evaluations"]).split(",") if name]
+    print(f"the sweep's evaluation suite ({', '.join(names)}) on {len(y)} examples, against "
+          f"{training_seconds:.1f} s of training ({config['epochs']} epochs):")
+    for label, evaluations in (("whole suite", names), *((name, [name]) for name in names)):
+        (metrics, _), seconds = timed(lambda: run_evaluations(model, x, y, {**config, "evaluations": ",".join(evaluations)}))
+        print(f"  {label:<12} {seconds:7.2f} s = {seconds / training_seconds:6.3f} x training; "
+              f"masking violations {metrics['robust/masking_violations']:.0f} of {metrics['robust/masking_checks']:.0f}")

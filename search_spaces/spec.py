@@ -34,7 +34,7 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
     "lr_decay": 1.0,  # multiply the learning rate by this ...
     "lr_decay_every": 1,  # ... every this many epochs (lr_decay = 1 keeps it constant)
     "lr_patience": 10,  # lr_schedule "plateau": lr x lr_decay after this many epochs without a lower train/loss
-    "ema_decay": 0.0,  # evaluate an exponential moving average of the weights (0 = off)
+    "ema_decay": 0.0,  # evaluate an EMA of the weights, decay warmed up as min(decay, (1+t)/(10+t)) (0 = off)
     "checkpoint_every": 1,  # epochs between checkpoints (the last epoch is always checkpointed) ...
     "checkpoint_min_seconds": 10.0,  # ... and at least this long after the previous one (0: every checkpoint_every epochs)
     "train_subset": 0,  # keep this many training examples, class-stratified (0 = all)
@@ -49,16 +49,21 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
     "channels_last": "auto",  # "auto" (NHWC for image inputs on CUDA), "on" or "off"
     "compile": "off",  # "on": torch.compile the training forward; "cudagraphs": and replay it as CUDA graphs
     # After the last epoch, on the first eval_subset test examples (see docs/robustness.md):
-    "evaluations": "",  # comma-separated: fgsm, pgd, cw_l2 (set from SweepSpec.evaluations)
+    "evaluations": "",  # comma-separated: fgsm, pgd, apgd_ce, apgd_dlr, cw_l2 (set from SweepSpec.evaluations)
     "eval_subset": 1000,
     "fgsm_epsilons": "0.003922,0.007843,0.01569,0.03137",  # L-inf, pixels in [0, 1]: 1, 2, 4, 8 / 255
-    "pgd_epsilon": 8 / 255,  # L-inf radius of PGD
-    "pgd_step": 2 / 255,  # PGD step size
+    "pgd_epsilons": "0.03137",  # L-inf radii of PGD and APGD (8/255; MNIST-sized data: 0.1,0.2,0.3)
+    "pgd_step_fraction": 0.25,  # PGD step size as a fraction of its epsilon (Madry et al.: 2/255 at 8/255)
     "pgd_steps": "7,20",  # accuracy recorded at each of these iterates of one PGD run
-    "cw_steps": 100,  # Carlini-Wagner L2 optimisation steps
-    "cw_c": 1.0,  # Carlini-Wagner trade-off constant
+    "apgd_steps": 100,  # APGD iterations per run (AutoAttack's standard version: 100)
+    "apgd_targets": 9,  # APGD-DLR target classes, the highest non-true logits (AutoAttack: 9; capped at classes - 1)
+    "apgd_norms": "linf",  # norms APGD runs at: "linf" (at pgd_epsilons) and/or "l2" (at l2_epsilons)
+    "cw_steps": 100,  # Carlini-Wagner L2: Adam iterations per binary-search step (with early abort)
+    "cw_binary_steps": 9,  # binary-search steps over the constant c (the paper: 9)
+    "cw_initial_c": 1e-3,  # the first c of every example's binary search (the paper's code: 1e-3)
     "cw_lr": 0.01,  # Carlini-Wagner Adam learning rate
-    "cw_l2_epsilons": "0.5,1.0,2.0",  # accuracy under CW-L2 perturbations of at most these L2 norms
+    "l2_epsilons": "0.5,1.0,2.0",  # L2 radii at which CW (and APGD-L2) robust accuracy is reported
+    "noise_samples": 10,  # masking check: uniform-noise draws per example at the largest L-inf epsilon
     "eot_samples": 1,  # gradients averaged over this many forward passes (stochastic encoders)
     # The information plane (docs/information_plane.md): I(X;Z) by k-NN entropy and an upper bound on H(Y|Z)
     "infoplane_every": 0,  # measure it after every this many epochs and after the last (0 = off)
@@ -67,14 +72,16 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
 
 # Value rules shared by all objectives; an objective adds its own in register_objective_defaults.
 POSITIVE = {"epochs", "batch_size", "eval_batch_size", "lr", "lr_decay_every", "checkpoint_every", "aux_lr",
-            "eval_subset", "pgd_step", "cw_steps", "cw_lr", "eot_samples", "lr_patience", "infoplane_subset"}
-NONNEGATIVE = {"seed", "weight_decay", "train_subset", "test_subset", "crop_padding", "pgd_epsilon", "cw_c",
+            "eval_subset", "pgd_step_fraction", "apgd_steps", "cw_steps", "cw_binary_steps", "cw_initial_c", "cw_lr",
+            "eot_samples", "lr_patience", "infoplane_subset"}
+NONNEGATIVE = {"seed", "weight_decay", "train_subset", "test_subset", "crop_padding", "apgd_targets", "noise_samples",
                "infoplane_every", "checkpoint_min_seconds"}
 CHOICES = {"lr_schedule": ("step", "cosine", "plateau"), "augment": ("none", "crop_flip"),
            "batch_sampler": ("random", "class_balanced"), "precision": ("auto", "fp32", "bf16"),
            "channels_last": ("auto", "on", "off"), "compile": ("off", "on", "cudagraphs")}
 # Comma-separated lists in string keys, and what each element must be.
-LISTS = {"evaluations": ("fgsm", "pgd", "cw_l2"), "fgsm_epsilons": float, "pgd_steps": int, "cw_l2_epsilons": float}
+LISTS = {"evaluations": ("fgsm", "pgd", "apgd_ce", "apgd_dlr", "cw_l2"), "fgsm_epsilons": float,
+         "pgd_epsilons": float, "pgd_steps": int, "l2_epsilons": float, "apgd_norms": ("linf", "l2")}
 UNIT_INTERVAL_OPEN = {"adam_beta1", "adam_beta2", "ema_decay"}  # in [0, 1)
 UNIT_INTERVAL_CLOSED = {"lr_decay"}  # in (0, 1]
 

@@ -118,3 +118,21 @@ def test_registry_refuses_duplicates():
 
     with pytest.raises(ValueError, match="registered twice"):
         register_sweep(SWEEPS["vib_digits"])
+
+
+# MNIST's standard L-inf budgets are 0.1-0.3 (Madry et al. 2018: 0.3); CIFAR's 8/255 = 0.031 says little there.
+MNIST_LINF_RANGE = (0.05, 0.5)
+LINF_ATTACKS = {"fgsm": ("fgsm_epsilons",), "pgd": ("pgd_epsilons",), "apgd_ce": ("pgd_epsilons",),
+                "apgd_dlr": ("pgd_epsilons",)}
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_SWEEPS if get_sweep(n).dataset == "mnist"])
+def test_every_mnist_sweep_attacks_at_mnist_budgets(name):
+    """Every L-inf epsilon an MNIST sweep attacks at lies in [0.05, 0.5], and the largest is at least 0.1."""
+    spec = get_sweep(name)
+    config = spec.base_config()
+    keys = {key for attack in spec.evaluations for key in LINF_ATTACKS.get(attack, ())}
+    epsilons = [float(e) for key in keys for e in str(config[key]).split(",")]
+    low, high = MNIST_LINF_RANGE
+    assert all(low <= e <= high for e in epsilons), (name, epsilons)
+    assert not epsilons or max(epsilons) >= 0.1, (name, epsilons)

@@ -1,4 +1,5 @@
-"""The robustness suite run once after training: FGSM, PGD (L-inf) and CW-L2, with gradient-masking checks.
+"""The robustness suite run once after training: FGSM, PGD, APGD-CE/DLR and CW-L2, robust accuracy as the
+worst case over them, and the gradient-masking checks.
 
 ``run_evaluations(objective, x, y, config)`` attacks ``objective.logits`` on the test subset
 ``(x, y)`` with the attacks named in ``config["evaluations"]`` and returns ``(metrics, rows)``:
@@ -16,10 +17,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from trainables.evaluation.apgd import apgd
 from trainables.evaluation.attacks import cw_l2, fgsm_robust, pgd, predict
 from trainables.evaluation.masking import masking_checks
+from trainables.evaluation.sanity import uniform_noise_robust, zero_gradient
 
-EVALUATIONS = ("fgsm", "pgd", "cw_l2")
+EVALUATIONS = ("fgsm", "pgd", "apgd_ce", "apgd_dlr", "cw_l2")
+# The unbounded attack of the masking checks: PGD over the whole [0, 1] box, in steps of a tenth of the
+# pixel range, so that any pixel can cross the range in 10 steps.
+UNBOUNDED_STEP = 0.1
+UNBOUNDED_STEPS = 20
 
 
 def run_evaluations(objective, x: Tensor, y: Tensor,
@@ -33,9 +40,10 @@ def run_evaluations(objective, x: Tensor, y: Tensor,
         x: test images in [0, 1], already the configured subset, on the model's device.
         y: their int64 labels.
         config: the flat trial config; keys read: ``evaluations`` (comma-separated names from
-            :data:`EVALUATIONS`, may be empty), ``eot_samples``, ``seed``, and per attack
-            ``fgsm_epsilons``; ``pgd_epsilon``, ``pgd_step``, ``pgd_steps``; ``cw_steps``,
-            ``cw_c``, ``cw_lr``, ``cw_l2_epsilons``.
+            :data:`EVALUATIONS`, may be empty), ``eot_samples``, and per attack ``fgsm_epsilons``;
+            ``pgd_epsilons``, ``pgd_step_fraction``, ``pgd_steps``; ``apgd_steps``, ``apgd_targets``,
+            ``apgd_norms``; ``cw_steps``, ``cw_binary_steps``, ``cw_initial_c``, ``cw_lr``;
+            ``l2_epsilons`` (CW, APGD-L2); ``seed`` and ``noise_samples`` with any L-inf attack.
 
     Returns:
         ``(metrics, rows)``; ``({}, [])`` when no evaluation is named.
@@ -67,6 +75,7 @@ def run_evaluations(objective, x: Tensor, y: Tensor,
 def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
     n = len(y)
     samples = s["eot_samples"]
+    device = x.device
     accuracies: dict[str, Tensor] = {}  # metric name -> 0-d tensor, read in one host sync at the end
     rows: list[dict[str, Any]] = []  # "value" filled from accuracies at the end
 
@@ -78,33 +87,92 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
         rows.append({"evaluation": evaluation, "metric": metric, "norm": norm, "epsilon": epsilon, "steps": steps,
                      "index": None, "value": name})
 
+    def generator() -> torch.Generator:  # each attack draws from its own stream: adding one moves no other
+        return torch.Generator(device=device).manual_seed(s["seed"])
+
     first = predict(logits_fn, x, eot_samples=samples)
     clean_correct = first == y
+    correct_count = clean_correct.sum().clamp(min=1)
     # a stochastic model's decisions differ between two evaluations of the same inputs
     flips = (first != predict(logits_fn, x, eot_samples=samples)).sum()
     record("robust/clean_acc", clean_correct.float().mean(), "clean", "acc", "", None, None)
+    # per norm and epsilon, the examples that survived every attack run there: robust accuracy
+    survivors: dict[tuple[str, float], Tensor] = {}
+
+    def survive(norm: str, epsilon: float, robust: Tensor) -> None:
+        key = (norm, float(epsilon))
+        survivors[key] = survivors.get(key, clean_correct) & robust
+
+    zero = zero_gradient(logits_fn, x, y, eot_samples=samples)
+    record("robust/zero_gradient_fraction", (zero & clean_correct).sum() / correct_count, "zero_gradient",
+           "fraction", "", None, None)
     fgsm_names: dict[float, str] = {}
-    pgd_names: dict[int, str] = {}
+    pgd_names: dict[float, dict[int, str]] = {}
+    apgd_names: dict[float, list[str]] = {}
     if "fgsm" in names:
-        robust = fgsm_robust(logits_fn, x, y, s["fgsm_epsilons"], eot_samples=samples)
-        for epsilon, survived in robust.items():
+        for epsilon, survived in fgsm_robust(logits_fn, x, y, s["fgsm_epsilons"], eot_samples=samples).items():
             fgsm_names[epsilon] = f"robust/fgsm_acc_eps{epsilon:.4g}"
             record(fgsm_names[epsilon], survived.float().mean(), "fgsm", "acc", "linf", epsilon, 1)
+            survive("linf", epsilon, survived)
     if "pgd" in names:
-        generator = torch.Generator(device=x.device).manual_seed(s["seed"])
-        robust = pgd(logits_fn, x, y, epsilon=s["pgd_epsilon"], step=s["pgd_step"], steps=s["pgd_steps"],
-                     generator=generator, eot_samples=samples)
-        for steps, survived in robust.items():
-            pgd_names[steps] = f"robust/pgd{steps}_acc"
-            record(pgd_names[steps], survived.float().mean(), "pgd", "acc", "linf", s["pgd_epsilon"], steps)
+        for epsilon in s["pgd_epsilons"]:
+            robust = pgd(logits_fn, x, y, epsilon=epsilon, step=s["pgd_step_fraction"] * epsilon,
+                         steps=s["pgd_steps"], generator=generator(), eot_samples=samples)
+            pgd_names[epsilon] = {}
+            for steps, survived in robust.items():
+                pgd_names[epsilon][steps] = f"robust/pgd{steps}_acc_eps{epsilon:.4g}"
+                record(pgd_names[epsilon][steps], survived.float().mean(), "pgd", "acc", "linf", epsilon, steps)
+            survive("linf", epsilon, robust[max(robust)])
+    for loss in ("ce", "dlr"):
+        if f"apgd_{loss}" not in names:
+            continue
+        radii = [("linf", e) for e in s["pgd_epsilons"] if "linf" in s["apgd_norms"]]
+        radii += [("l2", e) for e in s["l2_epsilons"] if "l2" in s["apgd_norms"]]
+        for norm, epsilon in radii:
+            survived = apgd(logits_fn, x, y, epsilon=epsilon, norm=norm, loss=loss, steps=s["apgd_steps"],
+                            targets=s["apgd_targets"], generator=generator(), eot_samples=samples)
+            name = f"robust/apgd_{loss}{'' if norm == 'linf' else '_l2'}_acc_eps{epsilon:.4g}"
+            record(name, survived.float().mean(), f"apgd_{loss}", "acc", norm, epsilon, s["apgd_steps"])
+            survive(norm, epsilon, survived)
+            if norm == "linf":
+                apgd_names.setdefault(epsilon, []).append(name)
+    cw_success = None
     if "cw_l2" in names:
-        norms = cw_l2(logits_fn, x, y, c=s["cw_c"], steps=s["cw_steps"], lr=s["cw_lr"], eot_samples=samples)
-        for epsilon in s["cw_l2_epsilons"]:
-            record(f"robust/cw_l2_acc_eps{epsilon:.4g}", (norms > epsilon).float().mean(), "cw_l2", "acc", "l2",
-                   epsilon, s["cw_steps"])
-        # the lower median over all examples (0 where clean is wrong, inf where CW failed): the
-        # L2 radius at which CW accuracy falls to one half
-        record("robust/cw_l2_median_norm", norms.median(), "cw_l2", "median_norm", "l2", None, s["cw_steps"])
+        norms = cw_l2(logits_fn, x, y, steps=s["cw_steps"], binary_steps=s["cw_binary_steps"],
+                      initial_c=s["cw_initial_c"], lr=s["cw_lr"], eot_samples=samples)
+        for epsilon in s["l2_epsilons"]:
+            survived = clean_correct & (norms > epsilon)
+            record(f"robust/cw_l2_acc_eps{epsilon:.4g}", survived.float().mean(), "cw_l2", "acc", "l2", epsilon,
+                   s["cw_steps"])
+            survive("l2", epsilon, survived)
+        found = clean_correct & torch.isfinite(norms)
+        cw_success = found.sum() / correct_count
+        record("robust/cw_l2_success_rate", cw_success, "cw_l2", "success_rate", "l2", None, s["cw_steps"])
+        # the lower median over the clean-correct examples (inf for a failure): the L2 radius at which
+        # CW breaks half of them; inf only when CW failed on more than half
+        correct_norms = norms[clean_correct]
+        median = correct_norms.median() if len(correct_norms) else torch.tensor(float("nan"), device=device)
+        record("robust/cw_l2_median_l2", median, "cw_l2", "median_l2", "l2", None, s["cw_steps"])
+    linf = [e for norm, e in survivors if norm == "linf"]
+    unbounded_success = noise_epsilon = None
+    if linf:
+        # Carlini et al. 2019, 5.2: an attack with no budget must break (nearly) everything
+        # no random start: over the whole box it would be a blind guess, which the noise check covers
+        broken = ~pgd(logits_fn, x, y, epsilon=1.0, step=UNBOUNDED_STEP, steps=[UNBOUNDED_STEPS], generator=None,
+                      random_start=False, eot_samples=samples)[UNBOUNDED_STEPS]
+        unbounded_success = (broken & clean_correct).sum() / correct_count
+        record("robust/unbounded_pgd_success_rate", unbounded_success, "unbounded_pgd", "success_rate", "linf", 1.0,
+               UNBOUNDED_STEPS)
+        if s["noise_samples"] > 0:  # at the largest budget of the strongest attacks that ran
+            noise_epsilon = max(s["pgd_epsilons"]) if "pgd" in names or apgd_names else max(linf)
+            survived = uniform_noise_robust(logits_fn, x, y, epsilon=noise_epsilon, samples=s["noise_samples"],
+                                            generator=generator(), eot_samples=samples)
+            record(f"robust/noise_acc_eps{noise_epsilon:.4g}", survived.float().mean(), "noise", "acc", "linf",
+                   noise_epsilon, s["noise_samples"])
+            survive("linf", noise_epsilon, survived)
+    for (norm, epsilon), survived in sorted(survivors.items()):
+        # robust accuracy in the field's sense: correct under every attack run at this budget
+        record(f"robust/{norm}_acc_eps{epsilon:.4g}", survived.float().mean(), "worst_case", "acc", norm, epsilon, None)
 
     *read, flip_count = torch.stack([*accuracies.values(), flips.float()]).tolist()  # the one host sync
     values = dict(zip(accuracies, read, strict=True))
@@ -114,13 +182,22 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
 
     # one example's share, plus room for the decisions that change between evaluations
     tolerance = (1 + 2 * flip_count) / n
-    checks = masking_checks({e: values[m] for e, m in fgsm_names.items()}, {k: values[m] for k, m in pgd_names.items()},
-                            s.get("pgd_epsilon", math.nan), tolerance, clean_acc=values["robust/clean_acc"])
+    checks = masking_checks(
+        tolerance=tolerance, clean_acc=values["robust/clean_acc"],
+        fgsm_acc={e: values[m] for e, m in fgsm_names.items()},
+        pgd_acc={e: {k: values[m] for k, m in by_steps.items()} for e, by_steps in pgd_names.items()},
+        apgd_acc={e: min(values[m] for m in ms) for e, ms in apgd_names.items()},
+        noise_acc=None if noise_epsilon is None else (noise_epsilon, values[f"robust/noise_acc_eps{noise_epsilon:.4g}"]),
+        zero_gradient_fraction=values["robust/zero_gradient_fraction"],
+        unbounded_success=None if unbounded_success is None else values["robust/unbounded_pgd_success_rate"],
+        cw_success=None if cw_success is None else values["robust/cw_l2_success_rate"])
     rows.extend(checks)
-    for check in checks:
-        metrics[f"robust/masking_{check['metric']}"] = check["value"]
-    metrics["robust/masking_checks"] = float(len(checks))
-    metrics["robust/masking_violations"] = float(sum(check["value"] for check in checks))
+    violated: dict[str, float] = {}
+    for check in checks:  # a check evaluated at several epsilons is violated when any of them is
+        violated[check["metric"]] = max(violated.get(check["metric"], 0.0), check["value"])
+    metrics.update({f"robust/masking_{name}": value for name, value in violated.items()})
+    metrics["robust/masking_checks"] = float(len(violated))
+    metrics["robust/masking_violations"] = float(sum(violated.values()))
     metrics["robust/masking_tolerance"] = tolerance
     return metrics, rows
 
@@ -145,19 +222,37 @@ def _evaluation_names(value: Any) -> list[str]:
 def _settings(config: Mapping[str, Any], names: list[str]) -> dict[str, Any]:
     """The config values the named attacks need, checked."""
     s: dict[str, Any] = {"eot_samples": _int(config, "eot_samples", 1)}
+    if any(name in names for name in ("fgsm", "pgd", "apgd_ce", "apgd_dlr")):  # and the unbounded PGD and noise
+        s["seed"] = _int(config, "seed", 0)
+        s["noise_samples"] = _int(config, "noise_samples", 0)
     if "fgsm" in names:
         s["fgsm_epsilons"] = _numbers(config, "fgsm_epsilons", float)
+    if "pgd" in names or "apgd_ce" in names or "apgd_dlr" in names:
+        s["pgd_epsilons"] = _numbers(config, "pgd_epsilons", float)
     if "pgd" in names:
-        s["pgd_epsilon"] = _number(config, "pgd_epsilon", lower=0.0)
-        s["pgd_step"] = _number(config, "pgd_step", lower=0.0, strict=True)
+        s["pgd_step_fraction"] = _number(config, "pgd_step_fraction", lower=0.0, strict=True)
         s["pgd_steps"] = _numbers(config, "pgd_steps", int, lower=1)
-        s["seed"] = _int(config, "seed", 0)
+    if "apgd_ce" in names or "apgd_dlr" in names:
+        s["apgd_steps"] = _int(config, "apgd_steps", 1)
+        s["apgd_targets"] = _int(config, "apgd_targets", 1)
+        s["apgd_norms"] = _choices(config, "apgd_norms", ("linf", "l2"))
+    if "cw_l2" in names or "l2" in s.get("apgd_norms", ()):
+        s["l2_epsilons"] = _numbers(config, "l2_epsilons", float)
     if "cw_l2" in names:
         s["cw_steps"] = _int(config, "cw_steps", 1)
-        s["cw_c"] = _number(config, "cw_c", lower=0.0, strict=True)
+        s["cw_binary_steps"] = _int(config, "cw_binary_steps", 1)
+        s["cw_initial_c"] = _number(config, "cw_initial_c", lower=0.0, strict=True)
         s["cw_lr"] = _number(config, "cw_lr", lower=0.0, strict=True)
-        s["cw_l2_epsilons"] = _numbers(config, "cw_l2_epsilons", float)
     return s
+
+
+def _choices(config, key: str, accepted: tuple[str, ...]) -> list[str]:
+    """A non-empty comma-separated list of names from ``accepted``."""
+    value = config.get(key)
+    parts = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else []
+    if not parts or any(p not in accepted for p in parts):
+        raise ValueError(f"{key} must be a comma-separated list of names from {', '.join(accepted)}, got {value!r}")
+    return parts
 
 
 def _number(config, key: str, *, lower: float, strict: bool = False) -> float:
