@@ -23,6 +23,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from orchestrator.masking import CHECKS as MASKING_CHECKS
+from orchestrator.masking import explain as explain_check
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -31,6 +34,7 @@ TRIAL_TAG = "ib.trial_id"
 LAST_EPOCH_TAG = "ib.last_epoch"
 PARENT_ID_TAG = "mlflow.parentRunId"
 MASKING_METRIC = "robust/masking_violations"
+MASKING_PREFIX = "robust/masking_"
 # Epoch metrics are delivered in batches: Tune's report() in the trial waits until the driver has
 # handled the result, so one SQLite commit per epoch would slow every trial (docs/benchmarks.md).
 FLUSH_RESULTS = 64  # deliver once this many operations are queued ...
@@ -310,9 +314,19 @@ def log_artifacts(tracking_uri: str, run_id: str, directory: Path) -> None:
 
 
 def _masking_tags(operations: list[dict[str, Any]]) -> list[RunTag]:
-    """The ``gradient_masking`` tag, from the last of ``operations`` that reports violated checks."""
-    flagged = [o["metrics"][MASKING_METRIC] for o in operations if o["metrics"].get(MASKING_METRIC, 0) > 0]
-    return [RunTag("gradient_masking", f"suspected: {int(flagged[-1])} check(s) violated")] if flagged else []
+    """The ``gradient_masking`` tag, from the last of ``operations`` that reports violated checks.
+
+    Its value names each violated check and what the violation means (``robust/masking_<check>`` = 1).
+    """
+    flagged = [o["metrics"] for o in operations if o["metrics"].get(MASKING_METRIC, 0) > 0]
+    if not flagged:
+        return []
+    metrics = flagged[-1]
+    names = sorted(key.removeprefix(MASKING_PREFIX) for key, value in metrics.items()
+                   if key.startswith(MASKING_PREFIX) and key.removeprefix(MASKING_PREFIX) in MASKING_CHECKS and value >= 0.5)
+    explained = "; ".join(f"{name}: {explain_check(name)}" for name in names)
+    text = f"suspected: {int(metrics[MASKING_METRIC])} check(s) violated" + (f" ({explained})" if explained else "")
+    return [RunTag("gradient_masking", text[:5000])]
 
 
 def _is_metric(key: str, value: Any) -> bool:

@@ -3,7 +3,8 @@
 The fake sweep: beta in {0, 0.5, 8} x entropy_model in {factorized, hyperprior} x seeds {0, 1},
 all finished, plus one ERROR trial (beta=0.5, factorized, seed 2) whose evaluation rows would drag
 its cells down if they were (wrongly) averaged. Evaluations: clean accuracy, FGSM at 2/255, 4/255
-and 8/255, PGD-7 and PGD-20 at 8/255, three gradient-masking checks per trial of which one fails
+and 8/255, PGD-7, PGD-20 and APGD-CE at 8/255, robust accuracy (the worst case over those) at each
+epsilon, three gradient-masking checks per trial of which one fails
 (``pgd_monotone_in_steps`` of beta=8, hyperprior, seed 1), and 10 singular values per trial.
 """
 
@@ -55,6 +56,18 @@ def attack_accuracy(beta: float, model: str, seed: int, epsilon: float, steps: i
     return max(0.0, 0.08 + 0.4 * beta / (beta + 0.5) - 0.001 * steps + 0.01 * seed - epsilon + 0.03 * (model == "hyperprior"))
 
 
+def apgd_accuracy(beta: float, model: str, seed: int) -> float:
+    return attack_accuracy(beta, model, seed, PGD_EPSILON, 20) - 0.004
+
+
+def worst_case_accuracy(beta: float, model: str, seed: int, epsilon: float) -> float:
+    """A stand-in for the share that survived every attack: below the lowest of them."""
+    attacks = [attack_accuracy(beta, model, seed, epsilon)]
+    if epsilon == PGD_EPSILON:
+        attacks += [attack_accuracy(beta, model, seed, epsilon, steps) for steps in PGD_STEPS] + [apgd_accuracy(beta, model, seed)]
+    return min(attacks) - 0.01
+
+
 def active_dims(beta: float, model: str, seed: int) -> float:
     return 512.0 / (1 + 8 * beta) / (1 + (model == "hyperprior")) + seed
 
@@ -71,6 +84,11 @@ def evaluation_rows_of(trial_id: str, config: dict, beta: float, model: str, see
     for steps in PGD_STEPS:
         value = attack_accuracy(beta, model, seed, PGD_EPSILON, steps)
         rows.append({**base, "evaluation": "pgd", "metric": "acc", "norm": "linf", "epsilon": PGD_EPSILON, "steps": steps, "value": value})
+    rows.append({**base, "evaluation": "apgd_ce", "metric": "acc", "norm": "linf", "epsilon": PGD_EPSILON, "steps": 100,
+                 "value": apgd_accuracy(beta, model, seed)})
+    for epsilon in FGSM_EPSILONS:
+        rows.append({**base, "evaluation": "worst_case", "metric": "acc", "norm": "linf", "epsilon": epsilon,
+                     "value": worst_case_accuracy(beta, model, seed, epsilon)})
     if cw_l2:
         for epsilon in (0.25, 0.5):
             rows.append({**base, "evaluation": "cw_l2", "metric": "acc", "norm": "l2", "epsilon": epsilon, "value": attack_accuracy(beta, model, seed, epsilon / 4)})
@@ -152,10 +170,14 @@ def test_robustness_table_has_the_papers_layout_and_the_right_means(built):
     text = built.read_text()
     table = markdown_table(text, "Test accuracy (%) under attack, entropy_model=factorized")
     assert table[0] == ["evaluation", "CE (beta=0)", "beta=0.5", "beta=8"]
-    assert [row[0] for row in table[1:]] == ["Clean", "PGD-7 (eps 8/255)", "PGD-20 (eps 8/255)"]
+    # the budgets where a strong attack ran (8/255; 2/255 and 4/255 had FGSM alone), headline first
+    assert [row[0] for row in table[1:]] == ["Clean", "**robust accuracy, L∞ eps 8/255**", "FGSM, L∞ eps 8/255",
+                                             "PGD-7, L∞ eps 8/255", "PGD-20, L∞ eps 8/255", "APGD-CE, L∞ eps 8/255"]
     pgd7 = [attack_accuracy(0.5, "factorized", seed, PGD_EPSILON, 7) for seed in SEEDS]
     # The ERROR trial (accuracy 0 everywhere) is left out: n = 2, and the mean is the seeds' mean.
-    assert table[2][2] == percent_cell(pgd7) == "24.7 ± 0.7 (2)"
+    assert table[4][2] == percent_cell(pgd7) == "24.7 ± 0.7 (2)"
+    worst = [worst_case_accuracy(0.5, "factorized", seed, PGD_EPSILON) for seed in SEEDS]
+    assert table[2][2] == f"**{percent_cell(worst)}**"
     assert table[1][1] == percent_cell([clean_accuracy(0.0, "factorized", seed) for seed in SEEDS]) == "78.5 ± 0.7 (2)"
     assert markdown_table(text, "Test accuracy (%) under attack, entropy_model=hyperprior")[0][1] == "CE (beta=0)"
 
@@ -170,8 +192,8 @@ def test_a_violated_masking_check_is_listed_and_warned_about_first(built):
     assert violations[1] == [f"trial_{trial:03d}", "8", "hyperprior", "1", "`pgd_monotone_in_steps`"]
     # The attack cells of the violating trial are flagged; its clean cell and other cells are not.
     hyperprior = markdown_table(text, "Test accuracy (%) under attack, entropy_model=hyperprior")
-    assert hyperprior[2][3].endswith("⚠") and hyperprior[3][3].endswith("⚠")
-    assert not hyperprior[1][3].endswith("⚠") and not hyperprior[2][2].endswith("⚠")
+    assert all(hyperprior[row][3].rstrip("*").endswith("⚠") for row in range(2, 7))
+    assert not hyperprior[1][3].endswith("⚠") and not hyperprior[2][2].rstrip("*").endswith("⚠")
     html = (built.parent / "report.html").read_text()
     assert "<p><strong>Warning: 1 of 36 gradient-masking checks failed" in html
 
@@ -205,7 +227,7 @@ def test_an_evaluations_file_without_rows_gives_sentences(tmp_path):
 
 def test_load_results_exposes_the_evaluations_of_finished_trials(tmp_path):
     results = load_results(write_fake_sweep(tmp_path / "results"))
-    per_trial = 1 + len(FGSM_EPSILONS) + len(PGD_STEPS) + len(CHECKS) + 10
+    per_trial = 1 + 2 * len(FGSM_EPSILONS) + len(PGD_STEPS) + 1 + len(CHECKS) + 10  # worst case at each FGSM epsilon, APGD-CE
     assert len(results.finished_evaluations) == 12 * per_trial
     assert len(results.evaluations) > len(results.finished_evaluations)  # the ERROR trial's rows are kept, not used
     assert str(results.evaluations["steps"].dtype) == "Int64" and str(results.evaluations["epsilon"].dtype) == "float64"
@@ -246,6 +268,11 @@ def test_active_dims_table_and_its_absence(tmp_path, built):
 )
 def test_epsilon_is_shown_in_pixel_levels_when_it_is_one(epsilon, label):
     assert format_epsilon(epsilon) == label
+
+
+def test_an_l2_radius_or_the_whole_range_is_never_a_pixel_level():
+    assert format_epsilon(1.0, "l2") == "1" and format_epsilon(2 / 255, "l2") == "0.00784314"
+    assert format_epsilon(1.0) == "1"  # the unbounded attack's box, not "255/255"
 
 
 def test_beta_zero_is_called_cross_entropy_only_where_it_is():

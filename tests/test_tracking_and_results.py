@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from orchestrator.masking import CHECKS as MASKING_CHECKS
 from orchestrator.results import read_sweep_metadata, trial_rows, write_results
 from orchestrator.tracking import MlflowTrackingCallback, resolve_tracking_uri
 from tests.helpers import metric_steps, mlflow_runs
@@ -63,11 +64,15 @@ def test_a_violated_masking_check_tags_the_run(tmp_path):
     trials = [_trial("t1", 0.1), _trial("t2", 1.0)]
     callback = _callback(uri)
     callback.setup()
-    callback.on_trial_result(0, trials, trials[0], {**_result(3, 0.5), "robust/masking_violations": 2.0})
+    violated = {"robust/masking_violations": 2.0, "robust/masking_checks": 3.0, "robust/masking_gradient_nonzero": 1.0,
+                "robust/masking_cw_succeeds": 1.0, "robust/masking_pgd_monotone_in_steps": 0.0}
+    callback.on_trial_result(0, trials, trials[0], {**_result(3, 0.5), **violated})
     callback.on_trial_result(0, trials, trials[1], {**_result(3, 0.5), "robust/masking_violations": 0.0})
     _, children = mlflow_runs(uri, "exp")
     tags = {c.data.tags["ib.trial_id"]: c.data.tags.get("gradient_masking") for c in children}
-    assert tags == {"t1": "suspected: 2 check(s) violated", "t2": None}
+    # each violated check by name, with what its violation means; the check that held is not named
+    assert tags == {"t1": f"suspected: 2 check(s) violated (cw_succeeds: {MASKING_CHECKS['cw_succeeds']}; "
+                          f"gradient_nonzero: {MASKING_CHECKS['gradient_nonzero']})", "t2": None}
 
 
 def test_epoch_metrics_are_batched_until_a_trial_ends_and_kept_in_the_saved_state(tmp_path, monkeypatch):

@@ -87,12 +87,15 @@ def format_percent(mean: float, std: float, n: int, scale: float) -> str:
     return format_mean_std(mean * scale, std * scale, n, ".1f", ".1f")
 
 
-def format_epsilon(epsilon: float) -> str:
-    """``"8/255"`` for an epsilon within 1e-6 of k/255 (k >= 1), else the decimal (``"0.5"``)."""
+def format_epsilon(epsilon: float, norm: str = "linf") -> str:
+    """``"8/255"`` for an L-inf epsilon within 1e-6 of k/255 (1 <= k < 255), else the decimal (``"0.5"``).
+
+    Pixel levels mean something for an L-inf radius only: an L2 radius of 1.0 is ``"1"``.
+    """
     if epsilon is None or pd.isna(epsilon):
         return "–"
     level = round(float(epsilon) * 255)
-    if level >= 1 and abs(float(epsilon) - level / 255) <= _PIXEL_LEVEL_TOLERANCE:
+    if norm == "linf" and 1 <= level < 255 and abs(float(epsilon) - level / 255) <= _PIXEL_LEVEL_TOLERANCE:
         return f"{level}/255"
     return f"{float(epsilon):g}"
 

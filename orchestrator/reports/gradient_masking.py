@@ -12,22 +12,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from orchestrator.masking import explain
 from orchestrator.reports.common import SweepResults, config_column, format_value
 from orchestrator.reports.document import Section, Table
 from orchestrator.reports.evaluation_data import beta_label, evaluation_rows, format_epsilon
 
 TITLE = "Gradient-masking checks"
 FLAG = "⚠"  # marks a robustness cell whose trials include one that failed a check
-
-# What each check asserts, for the reader; a check the suite adds later is shown by name only.
-CHECKS = {
-    "fgsm_monotone_in_epsilon": "FGSM accuracy does not rise as epsilon grows",
-    "fgsm_decreases_with_epsilon": "FGSM at the largest epsilon lowers accuracy below clean accuracy "
-    "(a model with zero input gradients fails only this check)",
-    "pgd_monotone_in_steps": "PGD accuracy does not rise with more steps",
-    "pgd_not_weaker_than_fgsm": "PGD accuracy is not above FGSM accuracy at the same epsilon",
-}
-
 
 def masking_checks(results: SweepResults) -> pd.DataFrame:
     """The finished trials' ``masking`` rows with a value (1.0 = violated), with configuration and beta."""
@@ -64,8 +55,9 @@ def masking_section(results: SweepResults, checks: pd.DataFrame) -> Section:
         )
         return Section(TITLE, [text])
     names = sorted(checks["metric"].unique())
-    described = "; ".join(f"`{name}`: {CHECKS[name]}" if name in CHECKS else f"`{name}`" for name in names)
-    about = f"Checks run on each trial ({len(names)}): {described}. A violated check is evidence of gradient masking."
+    described = "; ".join(f"`{name}`: {explain(name)}" for name in names)
+    about = (f"Checks run on each trial ({len(names)}): {described}. A violated check is evidence of gradient "
+             "masking; quiet checks do not rule it out.")
     violated = violated_checks(checks)
     if violated.empty:
         return Section(TITLE, [f"All {len(checks)} checks passed on {checks['trial_id'].nunique()} trials.", about])
@@ -85,7 +77,7 @@ def _violations_table(results: SweepResults, violated: pd.DataFrame) -> Table:
             cells.append(format_value(row[config_column("seed")]))
         cells.append(f"`{row['metric']}`")
         for column in strengths:
-            cells.append(format_epsilon(row[column]) if column == "epsilon" else format_value(row[column]) or "–")
+            cells.append(format_epsilon(row[column], row["norm"]) if column == "epsilon" else format_value(row[column]) or "–")
         rows.append(cells)
     return Table(f"Violated gradient-masking checks ({len(rows)})", header, rows)
 

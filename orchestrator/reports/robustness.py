@@ -1,10 +1,14 @@
 """Report ``robustness``: accuracy under attack per beta, as in Zhang et al., Table II.
 
-Reads ``evaluations.parquet``. The table has the paper's layout: rows Clean and PGD at each step
-count (and epsilon) in the data, e.g. "PGD-7 (eps 8/255)" and "PGD-20 (eps 8/255)"; one column per
-beta, ascending, beta = 0 (plain cross-entropy) first as "CE (beta=0)"; cells "mean ± std (n)" over
-seeds in percent. There is one table per configuration of the other swept axes (the paper's
-non-regularized and regularized ResNet-18 are two such configurations). The figure
+Reads ``evaluations.parquet``. The table has the paper's layout, one column per beta, ascending,
+beta = 0 (plain cross-entropy) first as "CE (beta=0)", cells "mean ± std (n)" over seeds in
+percent. Its rows: Clean; then for each budget (norm and epsilon) the headline row **robust
+accuracy**, the share of examples that survived every attack run at that budget (the ``worst_case``
+rows, robust accuracy in the field's sense), followed by each attack's own row at that budget
+(FGSM, PGD-7, PGD-20, APGD-CE, APGD-DLR, uniform noise; CW-L2 and APGD at L2 radii). Budgets at
+which only FGSM ran are left to the FGSM curves, unless no stronger attack ran at all. There is one
+table per configuration of the other swept axes (the paper's non-regularized and regularized
+ResNet-18 are two such configurations). The figure
 ``fgsm_curves.png`` shows FGSM accuracy against epsilon, one line per beta and one panel per
 configuration, and ``cw_l2_curves.png`` does the same for Carlini-Wagner L2 when the sweep ran it.
 The section "Gradient-masking checks" (:mod:`orchestrator.reports.gradient_masking`) follows, and a
@@ -38,7 +42,10 @@ from orchestrator.reports.panels import beta_colors, beta_legend, draw_mean_band
 from orchestrator.reports.versus_beta import counts_sentence
 
 TITLE = "Adversarial robustness"
-ATTACKS = ("clean", "fgsm", "pgd", "cw_l2")
+ATTACKS = ("clean", "fgsm", "pgd", "cw_l2")  # the evaluations whose absence leaves no table or curve
+# The rows under each budget's headline, in this order; each with its label.
+ATTACK_ROWS = {"fgsm": "FGSM", "pgd": "PGD", "apgd_ce": "APGD-CE", "apgd_dlr": "APGD-DLR", "noise": "uniform noise",
+               "cw_l2": "CW-L2"}
 NORM_NAMES = {"linf": "L∞", "l2": "L2", "": "unspecified norm"}
 CURVES = (("fgsm", "FGSM", "fgsm_curves.png"), ("cw_l2", "CW-L2", "cw_l2_curves.png"))
 
@@ -57,15 +64,15 @@ def robustness(results: SweepResults, out_dir: Path) -> list[Section]:
         paragraphs.append("`evaluations.parquet` has no `clean`, `fgsm`, `pgd` or `cw_l2` accuracy of a finished trial, so there is no robustness table or curve.")
         return [Section(TITLE, paragraphs), masking_section(results, checks)]
 
-    clean, fgsm, pgd, cw_l2 = attacks
+    clean, fgsm, _, cw_l2 = attacks
     scale = percent_scale(pd.concat(attacks)["value"])
     flagged = set(violated_checks(checks)["trial_id"])
     paragraphs += [_describe(results), counts_sentence(results)]
     if flagged:
         paragraphs.append(f"{FLAG} marks an attack cell with at least one trial that failed a gradient-masking check.")
-    tables = _accuracy_tables(results, clean, pgd, scale, flagged)
+    tables = _accuracy_tables(results, clean, scale, flagged)
     if not tables:
-        paragraphs.append("`evaluations.parquet` has no `clean` or `pgd` accuracy of a finished trial, so there is no robustness table.")
+        paragraphs.append("`evaluations.parquet` has no clean or per-budget accuracy of a finished trial, so there is no robustness table.")
     figures = []
     for (evaluation, name, file_name), rows in zip(CURVES, (fgsm, cw_l2)):
         if rows.dropna(subset=["value"]).empty:
@@ -91,8 +98,9 @@ def _describe(results: SweepResults) -> str:
     per = "" if not others else f" One table per value of {names}." if len(others) == 1 else f" One table per combination of {names}."
     return (
         "Test accuracy in percent under each attack, on the evaluation subset of each finished trial: "
-        "mean ± sample standard deviation over seeds (number of trials). Rows: clean accuracy, then PGD at "
-        "each step count and epsilon in `evaluations.parquet`; columns: beta ascending, beta = 0 (plain "
+        "mean ± sample standard deviation over seeds (number of trials). Rows: clean accuracy, then for each "
+        "budget (norm and epsilon) **robust accuracy**, the share of examples correct under every attack run at "
+        "that budget, followed by each attack's own accuracy there; columns: beta ascending, beta = 0 (plain "
         f"cross-entropy, CE) first.{per}"
     )
 
@@ -111,18 +119,33 @@ def _cells(summary: pd.DataFrame, keys: list[str]) -> dict[tuple, tuple[float, f
     }
 
 
-def _pgd_label(norm: str, epsilon: float | None, steps: float | None) -> str:
-    label = "PGD" if steps is None else f"PGD-{int(steps)}"
-    details = ([NORM_NAMES.get(norm, norm)] if norm not in ("linf", "") else []) + ([f"eps {format_epsilon(epsilon)}"] if epsilon is not None else [])
-    return label + (f" ({', '.join(details)})" if details else "")
+def _attack_label(evaluation: str, steps: float | None) -> str:
+    label = ATTACK_ROWS.get(evaluation, evaluation)
+    if evaluation == "pgd" and steps is not None:
+        return f"{label}-{int(steps)}"
+    if evaluation == "noise" and steps is not None:
+        return f"{label} ({int(steps)} draws)"
+    return label
 
 
-def _accuracy_tables(results, clean, pgd, scale, flagged) -> list[Table]:
+def _budget_label(norm: str, epsilon: float) -> str:
+    return f"{NORM_NAMES.get(norm, norm)} eps {format_epsilon(epsilon, norm)}"
+
+
+def _accuracy_tables(results, clean, scale, flagged) -> list[Table]:
+    """Per configuration: Clean, then per budget the robust-accuracy row and each attack's row."""
+    keys = ["evaluation", "norm", "epsilon", "steps"]
+    parts = [evaluation_rows(results, evaluation, "acc") for evaluation in ("worst_case", *ATTACK_ROWS)]
+    attacks = pd.concat([p for p in parts if not p.empty]) if any(not p.empty for p in parts) else pd.DataFrame()
     clean_cells = _cells(summarize_evaluation(clean, []), [])
-    pgd_cells = _cells(summarize_evaluation(pgd, ["norm", "epsilon", "steps"]), ["norm", "epsilon", "steps"])
-    if not clean_cells and not pgd_cells:
+    cells = _cells(summarize_evaluation(attacks.dropna(subset=["epsilon"]), keys), keys) if not attacks.empty else {}
+    if not clean_cells and not cells:
         return []
-    strengths = sorted({key[2:] for key in pgd_cells}, key=lambda s: (s[0] != "linf", s[0], -1 if s[1] is None else s[1], -1 if s[2] is None else s[2]))
+    budgets = sorted({(key[3], key[4]) for key in cells}, key=lambda b: (b[0] != "linf", b[0], b[1]))
+    # budgets where a strong attack ran; FGSM-only budgets are the FGSM curves' (unless there is nothing else)
+    strong = {(key[3], key[4]) for key in cells if key[2] not in ("worst_case", "fgsm", "noise")}
+    budgets = [budget for budget in budgets if budget in strong] or budgets
+    order = {name: i for i, name in enumerate(("worst_case", *ATTACK_ROWS))}
     betas = sweep_betas(results)
     header = ["evaluation", *(beta_label(beta, results.info.objective or "") for beta in betas)]
     tables = []
@@ -130,10 +153,17 @@ def _accuracy_tables(results, clean, pgd, scale, flagged) -> list[Table]:
         rows = []
         if clean_cells:
             rows.append(["Clean", *(_cell(clean_cells.get((configuration, _key(beta))), scale, set()) for beta in betas)])
-        for strength in strengths:
-            cells = [_cell(pgd_cells.get((configuration, _key(beta), *strength)), scale, flagged) for beta in betas]
-            rows.append([_pgd_label(*strength), *cells])
-        caption = f"Test accuracy (%) under attack, {configuration}: mean ± sample std over seeds (n finished trials)"
+        for norm, epsilon in budgets:
+            here = sorted({(key[2], key[5]) for key in cells if key[0] == configuration and (key[3], key[4]) == (norm, epsilon)},
+                          key=lambda a: (order.get(a[0], len(order)), a[0], -1 if a[1] is None else a[1]))
+            for evaluation, steps in here:
+                label = (f"**robust accuracy, {_budget_label(norm, epsilon)}**" if evaluation == "worst_case"
+                         else f"{_attack_label(evaluation, steps)}, {_budget_label(norm, epsilon)}")
+                row = [_cell(cells.get((configuration, _key(beta), evaluation, norm, epsilon, steps)), scale, flagged)
+                       for beta in betas]
+                rows.append([label, *(f"**{c}**" if evaluation == "worst_case" and c != "–" else c for c in row)])
+        caption = (f"Test accuracy (%) under attack, {configuration}: mean ± sample std over seeds (n finished trials); "
+                   "robust accuracy is the worst case over the attacks below it")
         tables.append(Table(caption, header, rows))
     return tables
 
