@@ -16,7 +16,8 @@ import torch  # noqa: E402
 
 from search_spaces import get_sweep  # noqa: E402
 from trainables.data import load_dataset  # noqa: E402
-from trainables.estimators import ZERO_ENTROPY_STD  # noqa: E402
+from trainables.estimators import (ZERO_ENTROPY_STD, knn_entropy, knn_entropy_bias_bits, nats_to_bits,  # noqa: E402
+                                   zero_entropy_noise)
 from trainables.evaluation.info_plane import held_out_cross_entropy_bits, info_plane  # noqa: E402
 from trainables.harness import run_trial  # noqa: E402
 from trainables.objectives import build_objective  # noqa: E402
@@ -64,12 +65,43 @@ def test_deterministic_encoder_plus_zero_entropy_noise_matches_the_closed_form()
     Tolerance 0.3 bits: the estimator's largest deviation over 20 seeds for a 3-d Gaussian at
     N = 2000 was 0.16 nats = 0.23 bits (tests/test_knn_entropy.py).
     """
-    x, y = gaussian_inputs(scale=2.0)
+    x, y = gaussian_inputs(scale=2.0, seed=1)  # seed 0 would draw X = the noise's own eps (CONFIG's seed), Z = (2 + s) eps
     exact = 0.5 * 3 * math.log(2 * math.pi * math.e * (4.0 + ZERO_ENTROPY_STD**2)) / BITS
     metrics = info_plane(Identity(), x, y, CONFIG)
-    assert set(metrics) == {"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/hyz_bits"}  # no rate
+    assert set(metrics) == {"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/knn_bias_bits",
+                            "infoplane/hyz_bits"}  # no rate
     assert metrics["infoplane/izx_bits"] == pytest.approx(exact, abs=0.3)
     assert metrics["infoplane/izx_floor_bits"] == pytest.approx(0.0, abs=0.3)  # zero-entropy noise: h = 0
+    assert metrics["infoplane/knn_bias_bits"] == pytest.approx(0.0, abs=0.3)  # a 3-d Gaussian: no bias to speak of
+
+
+def test_the_bias_is_measured_on_z_and_corrects_an_anisotropic_latent():
+    """X with variances spread over 4 decades, d = 32, N = 450 (the digits' subset): the k-NN
+    I(X;Z) = h(Z) is about 40 bits too high, the isotropic floor says 4; izx - knn_bias is within
+    2.5 bits of the exact h(Z) (tests/test_knn_entropy.py: largest error 1.6 bits over 20 seeds)."""
+    d = 32
+    variances = torch.logspace(-2, 2, d)
+    x = torch.randn(450, d, generator=torch.Generator().manual_seed(1)) * variances.sqrt()  # not the noise's seed 0
+    metrics = info_plane(Identity(), x, torch.arange(450) % 10, CONFIG)
+    exact = 0.5 * (variances + ZERO_ENTROPY_STD**2).log().sum().item() / BITS + 0.5 * d * math.log2(2 * math.pi * math.e)
+    assert metrics["infoplane/izx_bits"] - exact > 30 and metrics["infoplane/izx_floor_bits"] < 6
+    corrected = metrics["infoplane/izx_bits"] - metrics["infoplane/knn_bias_bits"]
+    assert corrected == pytest.approx(exact, abs=2.5)
+
+
+def test_the_bias_draws_last_so_the_other_readings_are_unchanged():
+    """The same numbers as the measurement without the bias: Z's noise, then the floor's, then
+    the reference Gaussian, all from the global stream forked and seeded with the trial's seed."""
+    x, y = gaussian_inputs(n=300, d=4)
+    metrics = info_plane(Identity(), x, y, CONFIG)
+    with torch.random.fork_rng():
+        torch.manual_seed(CONFIG["seed"])
+        z = x + zero_entropy_noise(x.shape)
+        floor = knn_entropy(zero_entropy_noise(x.shape))
+        bias = knn_entropy_bias_bits(z)
+    assert metrics["infoplane/izx_bits"] == float(nats_to_bits(knn_entropy(z)))
+    assert metrics["infoplane/izx_floor_bits"] == float(nats_to_bits(floor))
+    assert metrics["infoplane/knn_bias_bits"] == float(bias)
 
 
 def test_stochastic_encoder_subtracts_its_conditional_entropy():
@@ -126,7 +158,9 @@ def test_vib_and_dib_hooks():
     assert z.shape == mean.shape and not torch.equal(z, mean)
     torch.testing.assert_close(vib.representation(data.test_x), mean)
     metrics = info_plane(vib, data.test_x, data.test_y, {**CONFIG, "eval_batch_size": 30})
-    assert {"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/hyz_bits", "infoplane/rate_bits"} == set(metrics)
+    assert {"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/knn_bias_bits", "infoplane/hyz_bits",
+            "infoplane/rate_bits"} == set(metrics)
+    assert math.isnan(metrics["infoplane/knn_bias_bits"])  # 64 examples cannot give a 256-d covariance
 
     dib = build_objective(get_sweep("dib_digits").trial_configs()[0], data.input_shape, 10).eval()
     with torch.no_grad():
@@ -157,13 +191,15 @@ def test_spec_validates_the_harness_keys():
 
 # ---- the report ------------------------------------------------------------------------------
 
-def add_info_plane_columns(directory, *, rate=True):
+def add_info_plane_columns(directory, *, rate=True, bias=True):
     """Give the fake sweep of tests/test_reports.py information-plane columns (beta compresses)."""
     table = pq.read_table(directory / "epochs.parquet")
     frame = table.to_pandas()
     frame["infoplane/izx_bits"] = 10.0 / (1 + 10 * frame["config/beta"]) + frame["epoch"]
     frame["infoplane/hyz_bits"] = 3.0 / frame["epoch"] + frame["config/beta"]
     frame["infoplane/izx_floor_bits"] = 0.5 * frame["config/latent_dim"]
+    if bias:
+        frame["infoplane/knn_bias_bits"] = 0.75 * frame["config/latent_dim"] + 0.5 * frame["config/seed"]
     if rate:
         frame["infoplane/rate_bits"] = 2 * frame["infoplane/izx_bits"]
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata),
@@ -182,11 +218,55 @@ def test_info_plane_report_is_added_to_any_sweep_that_logged_it(tmp_path):
     for name in ("info_plane.png", "info_plane_rate.png"):
         assert (directory / "reports" / name).read_bytes().startswith(PNG_SIGNATURE)
     rows = markdown_table(text, "The last measured epoch")
-    assert rows[0] == ["latent_dim", "beta", "`infoplane/izx_bits`", "`infoplane/izx_floor_bits`", "`infoplane/hyz_bits`",
-                       "`infoplane/rate_bits`"]
-    # beta = 0, latent_dim = 2: izx = 10 + 3 at the last epoch for both seeds; the ERROR trial is left out
-    assert rows[1][:4] == ["2", "CE (beta=0)", "13 ± 0 (2)", "1 ± 0 (2)"]
+    assert rows[0] == ["latent_dim", "beta", "`infoplane/izx_bits`", "`infoplane/izx_floor_bits`", "`infoplane/knn_bias_bits`",
+                       "`izx_bits - knn_bias_bits`", "`infoplane/hyz_bits`", "`infoplane/rate_bits`"]
+    # beta = 0, latent_dim = 2: izx = 10 + 3 at the last epoch for both seeds, bias 1.5 + 0.5 seed; the ERROR trial is left out
+    assert rows[1][:6] == ["2", "CE (beta=0)", "13 ± 0 (2)", "1 ± 0 (2)", "1.75 ± 0.35 (2)", "11.25 ± 0.35 (2)"]
     assert rows[-1][:2] == ["8", "beta=1"] and rows[-1][2].endswith("(2)")
+    assert "hollow marker at I(X;Z) - bias" in text
+
+
+def _drawn_figures(monkeypatch, directory):
+    """Build the info_plane report of ``directory`` and return its figures by file name, unsaved."""
+    import orchestrator.reports.info_plane as module
+    from orchestrator.reports import load_results
+
+    figures = {}
+    monkeypatch.setattr(module, "save_figure", lambda figure, path: figures.setdefault(path.name, figure))
+    module.info_plane(load_results(directory), directory)
+    return figures
+
+
+def test_info_plane_figure_marks_each_last_point_minus_its_knn_bias(tmp_path, monkeypatch):
+    from tests.test_reports import write_fake_sweep
+
+    directory = write_fake_sweep(tmp_path / "results")
+    add_info_plane_columns(directory)
+    figures = _drawn_figures(monkeypatch, directory)
+
+    def hollow(figure):
+        return sorted((round(float(line.get_xdata()[0]), 6), round(float(line.get_ydata()[0]), 6))
+                      for panel in figure.axes for line in panel.get_lines() if line.get_markerfacecolor() == "white")
+
+    points = hollow(figures["info_plane.png"])
+    # one per trajectory (16, the ERROR trial's one epoch too, like its dot): izx - bias at its last epoch, at its
+    # H(Y|Z) = 1 for beta = 0 (izx 13 there): latent_dim 2, seed 1: bias 1.5 + 0.5; latent_dim 8, seed 0: bias 6
+    assert len(points) == 16 and (11.0, 1.0) in points and (7.0, 1.0) in points
+    assert not hollow(figures["info_plane_rate.png"])  # the objective's own rate is not a k-NN reading here
+
+
+def test_info_plane_report_of_a_sweep_without_the_bias_column(tmp_path, monkeypatch):
+    from orchestrator.reports import build_reports
+    from tests.test_reports import markdown_table, write_fake_sweep
+
+    directory = write_fake_sweep(tmp_path / "results")
+    add_info_plane_columns(directory, bias=False)
+    text = build_reports(directory).read_text()
+    assert markdown_table(text, "The last measured epoch")[0][2:4] == ["`infoplane/izx_bits`", "`infoplane/izx_floor_bits`"]
+    assert "knn_bias_bits" not in text
+    figures = _drawn_figures(monkeypatch, directory)
+    assert not [line for panel in figures["info_plane.png"].axes for line in panel.get_lines()
+                if line.get_markerfacecolor() == "white"]
 
 
 def test_info_plane_report_without_the_columns_says_so(tmp_path):

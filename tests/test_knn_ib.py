@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 import torch
 
 from search_spaces import get_sweep
 from trainables.data import class_balanced_batch_indices, load_dataset
-from trainables.estimators import class_conditional_knn_entropy, knn_entropy, nats_to_bits
+from trainables.estimators import class_conditional_knn_entropy, knn_entropy, knn_entropy_bias_bits, nats_to_bits
 from trainables.harness import run_trial
 from trainables.objectives import build_objective
 from trainables.objectives.base import Objective
@@ -75,6 +76,29 @@ def test_terms_are_the_papers_loss_on_the_same_noise():
     assert objective.projection[-1].weight.grad is not None
 
 
+def test_evaluate_reports_the_knn_bias_beside_h_z_without_touching_the_global_stream():
+    """``h_z_knn_bias_bits`` is knn_entropy_bias_bits of the same noisy batch, with a generator of
+    its own seeded by the trial's seed: the global stream moves only by the evaluation noise."""
+    data = digits()
+    objective = build_objective(smoke_config(seed=3), data.input_shape, data.num_classes).eval()
+    x, y = data.test_x, data.test_y
+    torch.manual_seed(1)
+    with torch.no_grad():
+        terms = objective.evaluate(x, y)
+    after_evaluate = torch.get_rng_state()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        z = objective._with_noise(objective.latent(x))  # the same noise draw
+    assert torch.equal(torch.get_rng_state(), after_evaluate)
+    expected = knn_entropy_bias_bits(z, 1, generator=torch.Generator().manual_seed(3))
+    assert terms["h_z_knn_bias_bits"].item() == pytest.approx(expected.item(), abs=1e-5)
+    assert terms["rate_bits"] == nats_to_bits(knn_entropy(z))
+    # K = 16, N = 100, the untrained encoder: 8.2 bits (an isotropic 16-d Gaussian: about 1.5); not another seed's draw
+    assert terms["h_z_knn_bias_bits"].item() > 0
+    other = knn_entropy_bias_bits(z, 1, generator=torch.Generator().manual_seed(4))
+    assert terms["h_z_knn_bias_bits"].item() != pytest.approx(other.item(), abs=1e-5)
+
+
 def test_noise_switch():
     data = digits()
     x, y = balanced_batch(data, 100)
@@ -119,8 +143,9 @@ def test_a_whole_trial_fits_decoders_before_the_attacks(tmp_path):
     assert last["robust/clean_acc"] == pytest.approx(last["decoder/resfc_acc"])
     assert last["robust/fgsm_acc_eps0.2"] <= last["robust/clean_acc"]
     for metrics in reports:
-        assert {"infoplane/izx_bits", "infoplane/hyz_bits", "infoplane/rate_bits", "test/acc", "test/rate_bits",
-                "train/h_z_given_y_bits"} <= set(metrics)
+        assert {"infoplane/izx_bits", "infoplane/hyz_bits", "infoplane/rate_bits", "infoplane/knn_bias_bits", "test/acc",
+                "test/rate_bits", "test/h_z_knn_bias_bits", "train/h_z_given_y_bits"} <= set(metrics)
+        assert math.isfinite(metrics["test/h_z_knn_bias_bits"]) and math.isfinite(metrics["infoplane/knn_bias_bits"])
     assert last["infoplane/hyz_bits"] < math.log2(10)
 
 
@@ -182,3 +207,62 @@ def test_the_harness_fits_decoders_before_it_attacks(tmp_path, monkeypatch):
     reports = []
     run_trial(config, data_dir=tmp_path, device=torch.device("cpu"), report=lambda m, d: reports.append(m))
     assert reports[-1]["decoder/fitted"] == 1.0 and "robust/fgsm_acc_eps0.2" in reports[-1]
+
+
+# ---- the report: H(Z) beside its k-NN bias ---------------------------------------------------
+
+def knn_ib_fake_sweep(directory, *, bias=True):
+    """tests/test_reports.py's fake sweep as a knn_ib sweep: decoder accuracies and, with ``bias``,
+    test/h_z_knn_bias_bits = latent_dim / 2 + seed beside its test/rate_bits."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.test_reports import SWEEP, write_fake_sweep
+
+    write_fake_sweep(directory, sweep={**SWEEP, "name": "knn_ib_digits", "objective": "knn_ib", "reports": ["knn_decoders"]})
+    table = pq.read_table(directory / "final.parquet")
+    frame = table.to_pandas()
+    frame["decoder/resfc_acc"] = frame["test/acc"]
+    frame["decoder/gmm_acc"] = frame["test/acc"] - 0.01
+    if bias:
+        frame["test/h_z_knn_bias_bits"] = frame["config/latent_dim"] / 2 + frame["config/seed"]
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata),
+                   directory / "final.parquet")
+    assert json.loads(table.schema.metadata[b"sweep"])["objective"] == "knn_ib"
+    return directory
+
+
+def test_knn_decoders_report_shows_h_z_with_its_knn_bias(tmp_path, monkeypatch):
+    import orchestrator.reports.knn_decoders as module
+    from orchestrator.reports import build_reports, load_results
+    from tests.test_reports import PNG_SIGNATURE, fake_rate, markdown_table
+
+    directory = knn_ib_fake_sweep(tmp_path / "results")
+    text = build_reports(directory).read_text()
+    assert "## k-NN H(Z) vs beta, with the estimator's bias" in text
+    assert (directory / "reports" / "knn_entropy_vs_beta.png").read_bytes().startswith(PNG_SIGNATURE)
+    rows = markdown_table(text, "Final k-NN H(Z) on the test batches")
+    assert rows[0] == ["latent_dim", "beta", "`test/rate_bits`", "`test/h_z_knn_bias_bits`", "`rate_bits - h_z_knn_bias_bits`"]
+    # latent_dim = 2, beta = 0: H(Z) = 8 + 0.1 seed + 1/3, bias = 1 + seed; seeds 0 and 1
+    raw = [fake_rate(0.0, 2, seed) for seed in (0, 1)]
+    assert rows[1][:2] == ["2", "beta=0"]
+    assert rows[1][2].startswith(f"{statistics.mean(raw):.4g} ± ") and rows[1][3] == "1.5 ± 0.71 (2)"
+    assert rows[1][4].startswith(f"{statistics.mean(raw) - 1.5:.4g} ± ")
+
+    figures = {}
+    monkeypatch.setattr(module, "save_figure", lambda figure, path: figures.setdefault(path.name, figure))
+    module.knn_decoders(load_results(directory), tmp_path)
+    lines = figures["knn_entropy_vs_beta.png"].axes[0].get_lines()
+    hollow = [line for line in lines if line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 2  # one corrected line per latent_dim
+    assert float(hollow[0].get_ydata()[0]) == pytest.approx(statistics.mean(raw) - 1.5)
+
+
+def test_knn_decoders_report_without_the_bias_has_no_entropy_section(tmp_path):
+    from orchestrator.reports import build_reports
+
+    text = build_reports(knn_ib_fake_sweep(tmp_path / "results", bias=False)).read_text()
+    assert "Decoder test accuracy vs beta" in text and "k-NN H(Z) vs beta" not in text
+    assert not (tmp_path / "results" / "reports" / "knn_entropy_vs_beta.png").exists()

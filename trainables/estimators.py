@@ -357,3 +357,86 @@ def _knn_squared_distances(z: Tensor, k: int, same_group: Tensor | None) -> Tens
         with torch.no_grad():
             floor = (info.eps * z.abs().max()).square().clamp_min(info.tiny)
         return torch.maximum(squared, floor)
+
+
+# ---- the k-NN estimator's own bias, measured where the answer is known -------------------------
+
+GAUSSIAN_REFERENCE_RIDGE = 1e-6
+"""Added to the reference covariance, times its mean variance, so that Cholesky succeeds on a
+covariance that is positive semi-definite only up to rounding (a latent dimension that barely moves)."""
+
+
+def knn_entropy_bias_bits(z: Tensor, k: int = 1, *, generator: torch.Generator | None = None) -> Tensor:
+    """The bias of :func:`knn_entropy` at the size, dimension and covariance of ``z``, in bits.
+
+    Draws N samples from N(mean(z), Sigma), with Sigma the sample covariance of ``z``
+    (unbiased, ``(N, d)`` rows as examples) plus ``GAUSSIAN_REFERENCE_RIDGE * trace(Sigma) / d``
+    on the diagonal, runs :func:`knn_entropy` (the same ``k``, in the same dtype as on ``z``) on
+    them and returns that estimate minus the closed form of the Gaussian's entropy,
+
+        bias = H_kNN(samples) - 1/2 log det(2 pi e Sigma),
+
+    converted to bits. Subtract it from a k-NN reading of ``z`` for a bias-corrected value.
+
+    Why a Gaussian of the batch's covariance: its entropy is known exactly, and it has the batch's
+    N, d, overall scale and correlations, which are what the estimator's bias depends on. The
+    Kozachenko-Leonenko estimate is asymptotically unbiased but, with N fixed, its bias grows with
+    d (../shared/NOTES.md: +9 nats on a 64-d Gaussian at N = 1,000; ~0 at d = 1-2), and with the
+    Euclidean norm it is not invariant to anisotropic scaling, so an isotropic reference (the
+    information plane's ``izx_floor_bits``: zero-entropy noise, whose h = 0) misses the effect of
+    a latent whose variance sits in a few directions (d = 32, N = 450, variances over four decades:
+    the estimate is 41 bits too high, the floor reads 4, this function 41). On an isotropic batch
+    with d small against N it reads what the floor reads.
+
+    Limits: it is the bias on a Gaussian, not on the distribution of ``z``; multimodal or
+    clustered latents (one cluster per class) or latents on a curved low-dimensional manifold
+    can be biased differently, in either direction (a bounded support adds its own upward edge
+    bias). Where d is a sizeable fraction of N it overstates the bias even on Gaussians: the
+    sample covariance of N points spreads its eigenvalues (Marchenko-Pastur), so the reference is
+    more anisotropic than the truth. On isotropic Gaussians (5 seeds) it read 46-49 bits where the
+    true bias was 35-38 (d = 128, N = 450), 142-146 against 84-89 (d = 256, N = 450) and 105-106
+    against 84-86 (d = 256, N = 1,000); within a bit of it at d = 32, N = 450
+    (docs/information_plane.md, "Reading k-NN numbers"). It is one draw: its spread over
+    generator seeds is that of one k-NN estimate (sd 0.4-0.6 bits at d = 32-64, N = 450-1,000,
+    tests/test_knn_entropy.py). With N <= d the sample covariance is singular and the
+    reference would be set by the ridge, not by the data, so the result is NaN; it is NaN too
+    when the covariance is not positive definite even with the ridge (a constant batch).
+
+    Numerics: the covariance, its Cholesky factor (``cholesky_ex``: no host sync on CUDA) and the
+    samples are float64; the samples are cast to ``z``'s estimator dtype (float32 at least) for
+    the estimate; the closed form is ``d/2 log(2 pi e) + sum log diag(L)``.
+
+    Args:
+        z: ``(N, d)`` samples, as measured (e.g. with the zero-entropy noise already added).
+        k: the neighbour of the estimate being corrected.
+        generator: draws the reference samples (seed it: the caller's random stream is untouched
+            and the reference repeats); ``None`` uses the global generator.
+
+    Returns:
+        0-d float64 tensor on ``z``'s device, no gradient.
+
+    Raises:
+        ValueError: ``z`` is not 2-d, ``k`` is not an int >= 1, or N <= k.
+    """
+    if z.dim() != 2:
+        raise ValueError(f"knn_entropy_bias_bits needs samples of shape (N, d), got shape {tuple(z.shape)}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"knn_entropy_bias_bits: k must be an int >= 1, got {k!r}")
+    n, d = z.shape
+    if n <= k:
+        raise ValueError(f"knn_entropy_bias_bits: {n} samples cannot give a k = {k} nearest neighbour; need N > k")
+    with torch.no_grad(), without_autocast(z.device):
+        x = z.detach().to(torch.float64)
+        mean = x.mean(dim=0)
+        centred = x - mean
+        covariance = centred.T @ centred / (n - 1)
+        ridge = GAUSSIAN_REFERENCE_RIDGE * covariance.diagonal().mean()
+        covariance = covariance + ridge * torch.eye(d, dtype=x.dtype, device=x.device)
+        factor, info = torch.linalg.cholesky_ex(covariance)
+        exact = 0.5 * d * math.log(2 * math.pi * math.e) + factor.diagonal().log().sum()
+        noise = torch.randn(n, d, generator=generator, dtype=x.dtype, device=x.device)
+        sample = mean + noise @ factor.T
+        estimate = knn_entropy(sample.to(torch.promote_types(z.dtype, torch.float32)), k).to(torch.float64)
+        bias = nats_to_bits(estimate - exact)
+        usable = (info == 0) & (ridge > 0) & (n > d)
+        return torch.where(usable, bias, torch.full_like(bias, math.nan))

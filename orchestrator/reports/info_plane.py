@@ -7,10 +7,15 @@ docs/information_plane.md). ``info_plane.png`` draws one trajectory per trial, c
 faint at its first measured epoch and opaque at its last (marked with a dot); one panel per
 configuration of the swept axes other than beta, with a dotted vertical line at the median of
 ``infoplane/izx_floor_bits``, the k-NN reading of pure noise of the same size (I(X; Z) = 0; the
-estimator's bias in high dimensions puts it above 0). When the trials also logged their own rate on
+estimator's bias in high dimensions puts it above 0). When the trials logged
+``infoplane/knn_bias_bits`` (the estimator's bias on a Gaussian of the measured Z's own N, d and
+covariance), each trial's last point also gets a hollow marker at I(X; Z) - bias, joined to the dot
+by a dashed line: the k-NN reading and the reading corrected for the bias a Gaussian of that
+covariance would have. When the trials also logged their own rate on
 the same subset (``infoplane/rate_bits``: VIB's KL bound, DIB's code length, knn_ib's k-NN H[Z]),
 ``info_plane_rate.png`` draws the same paths with that rate on the x axis. A table gives the
-last measured epoch's values per beta, mean ± sample std over the seeds of finished trials.
+last measured epoch's values per beta, mean ± sample std over the seeds of finished trials, with
+``infoplane/knn_bias_bits`` and the corrected ``izx_bits - knn_bias_bits`` beside I(X; Z).
 
 ``orchestrator.reports.build_reports`` adds this report to any sweep whose epochs carry the
 columns, whether or not the sweep names it.
@@ -25,6 +30,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection
 from matplotlib.colors import to_rgba
+from matplotlib.lines import Line2D
 
 from orchestrator.reports import register_report
 from orchestrator.reports.common import SweepResults, config_column, format_mean_std, format_value, summarize_over_seeds
@@ -35,6 +41,8 @@ from orchestrator.reports.versus_beta import configuration_label, counts_sentenc
 
 TITLE = "Information plane"
 IZX, HYZ, RATE, FLOOR = "infoplane/izx_bits", "infoplane/hyz_bits", "infoplane/rate_bits", "infoplane/izx_floor_bits"
+BIAS = "infoplane/knn_bias_bits"
+CORRECTED = "izx_bits - knn_bias_bits"  # a column the report derives, I(X;Z) corrected for the Gaussian bias
 FILE_NAME, RATE_FILE_NAME = "info_plane.png", "info_plane_rate.png"
 FAINTEST = 0.15  # alpha of a trajectory's first epoch; its last is opaque
 
@@ -60,6 +68,14 @@ def info_plane(results: SweepResults, out_dir: Path) -> list[Section]:
         "and opaque at its last (dot); lower right is compressed but uninformative, lower left is the goal.",
         counts_sentence(results),
     ]
+    if _has_bias(points):
+        paragraphs.append(
+            f"The k-NN estimate is biased upwards in high dimensions. `{BIAS}` is its bias measured on a Gaussian "
+            "with the measured Z's own N, d and sample covariance (the estimate there minus the Gaussian's exact "
+            "entropy): each trial's last point has a hollow marker at I(X;Z) - bias, joined to the dot by a dashed "
+            f"line, and the table gives the bias and `{CORRECTED}`. The correction is exact only for Gaussian Z; it "
+            "is an estimate, not a bound, and it overstates the bias when d is a sizeable fraction of N "
+            "(docs/information_plane.md, \"Reading k-NN numbers\").")
     figures = [_figure_file(results, points, IZX, out_dir / FILE_NAME,
                             "I(X;Z), bits (k-NN h(Z) - h(Z|X))", "I(X;Z) by the k-NN ruler")]
     if RATE in points.columns and points[RATE].notna().any():
@@ -69,6 +85,11 @@ def info_plane(results: SweepResults, out_dir: Path) -> list[Section]:
                           "on the same subset (VIB: its KL upper bound; DIB: the entropy model's code length; "
                           "knn_ib: its k-NN H[Z]).")
     return [Section(TITLE, paragraphs, figures, _tables(results, points))]
+
+
+def _has_bias(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` carries the k-NN bias (sweeps run before it was logged do not)."""
+    return BIAS in frame.columns and bool(frame[BIAS].notna().any())
 
 
 def _points(results: SweepResults) -> pd.DataFrame:
@@ -101,12 +122,23 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
             segments = np.stack([np.column_stack([x[:-1], y[:-1]]), np.column_stack([x[1:], y[1:]])], axis=1)
             if len(segments):
                 panel.add_collection(LineCollection(segments, colors=[to_rgba(color, a) for a in alphas], linewidths=1.5))
-            panel.plot(x[-1:], y[-1:], marker="o", markersize=5, color=color, linestyle="none")
+            if x_metric == IZX and _has_bias(trial) and np.isfinite(trial[BIAS].iloc[-1]):
+                # under the dot (zorder), a size larger: a small bias leaves a ring around the dot, not a hidden dot
+                corrected = x[-1] - float(trial[BIAS].iloc[-1])
+                panel.plot([x[-1], corrected], [y[-1], y[-1]], color=color, linestyle="--", linewidth=0.9, alpha=0.7, zorder=2)
+                panel.plot([corrected], y[-1:], marker="o", markersize=7, markerfacecolor="white", markeredgecolor=color,
+                           markeredgewidth=1.4, linestyle="none", zorder=2.5)
+            panel.plot(x[-1:], y[-1:], marker="o", markersize=5, color=color, linestyle="none", zorder=3)
         floors = points.loc[points["configuration"] == configuration, FLOOR].dropna() if FLOOR in points else []
         if x_metric == IZX and len(floors):
             panel.axvline(float(np.median(floors)), color="grey", linestyle=":", linewidth=1.2)
             panel.annotate("k-NN reading of pure noise (I = 0)", (float(np.median(floors)), 1.0), xycoords=("data", "axes fraction"),
                            xytext=(3, -3), textcoords="offset points", fontsize="x-small", color="grey", va="top", rotation=90)
+        if x_metric == IZX and _has_bias(points):
+            panel.legend(handles=[
+                Line2D([], [], color="grey", marker="o", linestyle="none", label="k-NN reading, last epoch"),
+                Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="--", linewidth=0.9,
+                       label="minus the k-NN bias (Gaussian of Z's covariance)")], fontsize="x-small", loc="best")
         panel.autoscale()
         panel.set_title(configuration, fontsize="medium")
         panel.set_xlabel(x_label)
@@ -117,7 +149,9 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
     save_figure(figure, path)
     caption = (f"{results.info.name}: H(Y|Z) (upper bound) against {what}, one trajectory per trial coloured by beta, "
                "transparency by epoch (opaque = last, marked)"
-               + ("; dotted: the k-NN reading of pure noise of the same size, where I(X;Z) = 0." if x_metric == IZX else "."))
+               + ("; dotted: the k-NN reading of pure noise of the same size, where I(X;Z) = 0" if x_metric == IZX else "")
+               + ("; hollow: the last point minus the k-NN bias on a Gaussian of Z's covariance" if x_metric == IZX and _has_bias(points) else "")
+               + ".")
     return FigureFile(path.name, caption)
 
 
@@ -127,7 +161,9 @@ def _tables(results: SweepResults, points: pd.DataFrame) -> list[Table]:
     if last.empty:
         return []
     axes = [axis for axis in results.info.axes if axis != "beta"] + (["beta"] if "beta" in results.info.axes else [])
-    metrics = [m for m in (IZX, FLOOR, HYZ, RATE) if m in last.columns and last[m].notna().any()]
+    if _has_bias(last):
+        last = last.assign(**{CORRECTED: last[IZX] - last[BIAS]})
+    metrics = [m for m in (IZX, FLOOR, BIAS, CORRECTED, HYZ, RATE) if m in last.columns and last[m].notna().any()]
     summaries = {m: summarize_over_seeds(last, m, axes) for m in metrics}
     rows = []
     for index, row in summaries[IZX].iterrows():  # the same groups, in the same order, for every metric

@@ -1,4 +1,4 @@
-"""Report ``knn_decoders``: test accuracy of the decoders fitted after training, against beta.
+"""Report ``knn_decoders``: test accuracy of the decoders fitted after training, and the k-NN H(Z), against beta.
 
 For ``knn_ib`` (Kirsch, Lyle and Gal, Fig. 3), whose encoder is trained without a decoder:
 ``decoder/resfc_acc`` (the deep residual fully-connected decoder, solid, band of +-1 sample
@@ -6,16 +6,33 @@ standard deviation over seeds) and ``decoder/gmm_acc`` (one Gaussian per class, 
 finished trial, read from its last epoch, against beta (the paper's beta''); one line per
 configuration of the other swept axes, and a "mean ± std (n)" table per decoder. The layout is
 :mod:`orchestrator.reports.versus_beta`'s; the paper reports 92% on CIFAR-10 with either decoder.
+
+A second section reads knn_ib's k-NN H(Z) on the test batches (``test/rate_bits``) beside the
+estimator's bias that the objective measures on the same batches (``test/h_z_knn_bias_bits``:
+the k-NN estimate on a Gaussian of the batch's covariance minus its exact entropy;
+:func:`trainables.estimators.knn_entropy_bias_bits`). ``knn_entropy_vs_beta.png`` draws H(Z)
+(solid, filled dots), H(Z) - bias (dashed, hollow dots) and shades the band between them, one
+colour per configuration; the table gives all three per beta. Sweeps run before the bias was
+logged get no such section.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
 from orchestrator.reports import register_report
-from orchestrator.reports.common import SweepResults
-from orchestrator.reports.document import Section
-from orchestrator.reports.versus_beta import VersusBeta, versus_beta_sections
+from orchestrator.reports.common import SweepResults, config_column, format_mean_std, format_value, summarize_over_seeds
+from orchestrator.reports.document import FigureFile, Section, Table, save_figure
+from orchestrator.reports.evaluation_data import beta_label, other_axes
+from orchestrator.reports.versus_beta import (VersusBeta, apply_beta_scale, configuration_label, counts_sentence,
+                                              versus_beta_sections)
 
 SPEC = VersusBeta(
     report="knn_decoders",
@@ -26,9 +43,89 @@ SPEC = VersusBeta(
     log_y=False,
     list_errors=False,
 )
+H_Z, H_Z_BIAS = "test/rate_bits", "test/h_z_knn_bias_bits"
+H_Z_CORRECTED = "rate_bits - h_z_knn_bias_bits"  # derived here: H(Z) corrected for the Gaussian reference's bias
+ENTROPY_TITLE = "k-NN H(Z) vs beta, with the estimator's bias"
+ENTROPY_FILE_NAME = "knn_entropy_vs_beta.png"
 
 
 @register_report("knn_decoders")
 def knn_decoders(results: SweepResults, out_dir: Path) -> list[Section]:
-    """Decoder accuracies vs beta; writes ``out_dir/knn_decoders.png``."""
-    return versus_beta_sections(results, out_dir, SPEC)
+    """Decoder accuracies vs beta (``out_dir/knn_decoders.png``) and, when logged, the k-NN H(Z)
+    with its bias (``out_dir/knn_entropy_vs_beta.png``)."""
+    return versus_beta_sections(results, out_dir, SPEC) + _entropy_sections(results, out_dir)
+
+
+def _entropy_sections(results: SweepResults, out_dir: Path) -> list[Section]:
+    final = results.final
+    if "beta" not in results.info.axes or H_Z not in final.columns or H_Z_BIAS not in final.columns:
+        return []
+    finished = results.finished
+    finished = finished.assign(**{H_Z_CORRECTED: finished[H_Z] - finished[H_Z_BIAS]})
+    if not finished[H_Z_CORRECTED].notna().any():
+        return []
+    others = other_axes(results)
+    metrics = (H_Z, H_Z_BIAS, H_Z_CORRECTED)
+    summaries = {m: summarize_over_seeds(finished, m, others + ["beta"]) for m in metrics}
+    paragraphs = [
+        f"`{H_Z}` is knn_ib's Kozachenko-Leonenko estimate of H(Z) on the test batches (zero-entropy noise added, "
+        f"so it is also I(X;Z)); the estimate is biased upwards when the latent size is not small against the "
+        f"batch. `{H_Z_BIAS}` is that bias measured on a Gaussian with the batch's own size, dimension and sample "
+        f"covariance (its k-NN estimate minus its exact entropy), and `{H_Z_CORRECTED}` the H(Z) it leaves: exact "
+        "for Gaussian latents only, an estimate rather than a bound, and an overstatement of the bias when the "
+        "latent size is a sizeable fraction of the batch (docs/information_plane.md, \"Reading k-NN numbers\").",
+        counts_sentence(results),
+    ]
+    figure = _entropy_figure(results, summaries, others)
+    save_figure(figure, out_dir / ENTROPY_FILE_NAME)
+    caption = (f"{results.info.name}: final `{H_Z}` (solid, filled) and `{H_Z_CORRECTED}` (dashed, hollow) vs beta, "
+               "mean over seeds; the shaded band between them is the k-NN bias.")
+    return [Section(ENTROPY_TITLE, paragraphs, [FigureFile(ENTROPY_FILE_NAME, caption)], [_entropy_table(results, summaries, others)])]
+
+
+def _entropy_figure(results: SweepResults, summaries: dict[str, pd.DataFrame], others: list[str]) -> Figure:
+    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    axes = figure.add_subplot()
+    raw = summaries[H_Z]
+    apply_beta_scale(axes, raw[config_column("beta")].astype(float).tolist())  # the decoder section says how
+    palette = matplotlib.colormaps["tab10"]
+    keys = [config_column(axis) for axis in others]
+    groups = raw.groupby(keys, sort=True, dropna=False) if keys else [((), raw)]
+    handles = []
+    for index, (key, group) in enumerate(groups):
+        color = palette(index % 10)
+        rows = group.index
+        x = group[config_column("beta")].to_numpy(float)
+        order = np.argsort(x)
+        x = x[order]
+        mean = raw.loc[rows, "mean"].to_numpy(float)[order]
+        corrected = summaries[H_Z_CORRECTED].loc[rows, "mean"].to_numpy(float)[order]
+        axes.plot(x, mean, color=color, marker="o", markersize=4, linewidth=1.4)
+        axes.plot(x, corrected, color=color, marker="o", markersize=5, markerfacecolor="white", linestyle="--", linewidth=1.2)
+        axes.fill_between(x, corrected, mean, color=color, alpha=0.15, linewidth=0)
+        label = configuration_label(others, tuple(format_value(v) for v in (key if isinstance(key, tuple) else (key,))))
+        if others:  # one colour per configuration of the other axes; none to name without them
+            handles.append(Line2D([], [], color=color, label=label))
+    handles += [Line2D([], [], color="black", marker="o", markersize=4, label=f"{H_Z} (k-NN H(Z))"),
+                Line2D([], [], color="black", marker="o", markerfacecolor="white", linestyle="--",
+                       label=f"{H_Z_CORRECTED} (minus the bias)"),
+                Patch(color="grey", alpha=0.3, label="the k-NN bias (Gaussian of the batch's covariance)")]
+    axes.legend(handles=handles, fontsize="small", loc="best")
+    axes.axhline(0.0, color="grey", linewidth=0.8)  # H(Z) >= 0 with zero-entropy noise: below it, the bias is overstated
+    axes.set_ylabel("H(Z), bits per example")
+    axes.set_title(f"{results.info.name}: k-NN H(Z) and its bias vs beta ({len(results.finished)} finished trials)")
+    axes.grid(True, alpha=0.3)
+    return figure
+
+
+def _entropy_table(results: SweepResults, summaries: dict[str, pd.DataFrame], others: list[str]) -> Table:
+    objective = results.info.objective or ""
+    rows = []
+    for index, row in summaries[H_Z].iterrows():  # the same groups, in the same order, for every metric
+        cells = [format_mean_std(summaries[m].loc[index, "mean"], summaries[m].loc[index, "std"], int(summaries[m].loc[index, "n"]))
+                 for m in summaries]
+        labels = [format_value(row[config_column(axis)]) for axis in others]
+        rows.append([*labels, beta_label(float(row[config_column("beta")]), objective), *cells])
+    header = [*others, "beta", *(f"`{m}`" for m in summaries)]
+    return Table("Final k-NN H(Z) on the test batches, its bias and the corrected value: mean ± sample std over seeds (n)",
+                 header, rows)

@@ -31,7 +31,12 @@ classifier below. The paper reports 92% CIFAR-10 test accuracy with either decod
 Per-epoch metrics. Terms of ``forward`` (batch means): ``loss`` (nats), ``h_z_bits`` = H[Z],
 ``h_z_given_y_bits`` = H[Z | Y], ``rate_bits`` = H[Z] = I[X; Z] (with noise). ``evaluate`` gives
 the same estimates on test batches (noise added as in training), ``izy_bits`` = H[Z] - H[Z | Y],
-and ``acc``, the nearest class mean classifier: each class's mean of the training latents f(x)
+``h_z_knn_bias_bits``, the k-NN estimator's bias beside that H[Z]
+(:func:`~trainables.estimators.knn_entropy_bias_bits`: the same estimator, same ``k``, on a
+Gaussian of the batch's sample covariance, minus its exact entropy; ``rate_bits -
+h_z_knn_bias_bits`` is H[Z] corrected for it; its draws come from a generator seeded with the
+trial's ``seed``, so the training stream is untouched; NaN for a batch with no more examples
+than K), and ``acc``, the nearest class mean classifier: each class's mean of the training latents f(x)
 accumulated over the epoch just trained (no extra pass over the data); for a model with BatchNorm
 these are train-mode latents, so it is a monitor, not the paper's result. ``representation(x)``
 is f(x); the information plane adds zero-entropy noise to it with or without ``noise`` in
@@ -67,8 +72,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainables.estimators import (ZERO_ENTROPY_STD, class_conditional_knn_entropy, knn_entropy, nats_to_bits,
-                                   zero_entropy_noise)
+from trainables.estimators import (ZERO_ENTROPY_STD, class_conditional_knn_entropy, knn_entropy,
+                                   knn_entropy_bias_bits, nats_to_bits, zero_entropy_noise)
 from trainables.evaluation.decoders import GaussianClassDecoder, ResidualFCDecoder, fit_residual_decoder
 from trainables.models import ENCODERS, RESNET_STEMS, build_encoder, pixel_normalization
 from trainables.objectives import register_objective
@@ -169,9 +174,12 @@ class KnnInformationBottleneck(Objective):
         z = self._with_noise(z_hat)
         h_z = knn_entropy(z, self.k)
         h_z_given_y = class_conditional_knn_entropy(z, y, self.k, num_classes=self.num_classes)
+        # its own seeded generator: the global stream (this noise, the next epoch's batches) is left alone
+        reference = torch.Generator(device=z.device).manual_seed(int(self.config.get("seed", 0)))
         return {
             "acc": (self._centroid_logits(z_hat).argmax(dim=-1) == y).float().mean(),
             "rate_bits": nats_to_bits(h_z),
+            "h_z_knn_bias_bits": knn_entropy_bias_bits(z, self.k, generator=reference).to(h_z.dtype),
             "h_z_given_y_bits": nats_to_bits(h_z_given_y),
             "izy_bits": nats_to_bits(h_z - h_z_given_y),
         }
