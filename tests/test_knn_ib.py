@@ -93,7 +93,7 @@ def test_evaluate_reports_the_knn_bias_beside_h_z_without_touching_the_global_st
     expected = knn_entropy_bias_bits(z, 1, generator=torch.Generator().manual_seed(3))
     assert terms["h_z_knn_bias_bits"].item() == pytest.approx(expected.item(), abs=1e-5)
     assert terms["rate_bits"] == nats_to_bits(knn_entropy(z))
-    # K = 16, N = 100, the untrained encoder: 8.2 bits (an isotropic 16-d Gaussian: about 1.5); not another seed's draw
+    # K = 32, N = 100, the untrained encoder: 3.3 bits (the plug-in b(Sigma_hat) it replaced read 8.1); not another seed's draw
     assert terms["h_z_knn_bias_bits"].item() > 0
     other = knn_entropy_bias_bits(z, 1, generator=torch.Generator().manual_seed(4))
     assert terms["h_z_knn_bias_bits"].item() != pytest.approx(other.item(), abs=1e-5)

@@ -35,10 +35,12 @@ the same N and d: the reading of a representation that carries nothing about X, 
 zero point for that latent size. Compare I(X; Z) across latent sizes against their floors.
 It also logs ``infoplane/knn_bias_bits``, the estimator's bias at the measured Z's own N, d and
 covariance (:func:`~trainables.estimators.knn_entropy_bias_bits`: the k-NN estimate on a Gaussian
-of Z's sample covariance minus that Gaussian's exact entropy). The floor is that bias for an
+of Z's sample covariance minus that Gaussian's exact entropy, bootstrap-corrected for the spread
+of the sample covariance's eigenvalues at large d / N). The floor is that bias for an
 isotropic Z; a latent whose variance sits in a few directions is read with a different bias,
 which the floor misses. ``izx_bits - knn_bias_bits`` is I(X; Z) corrected for the bias of a
-Gaussian of the same covariance: an estimate, not a bound (docs/information_plane.md).
+Gaussian of the same covariance: an estimate, not a bound, and one that can go below 0 where Z
+is far from Gaussian (VIB at K = 256 on the digits; docs/information_plane.md).
 
 Returns ``infoplane/izx_bits``, ``infoplane/izx_floor_bits``, ``infoplane/knn_bias_bits``, ``infoplane/hyz_bits`` and, when the objective's ``evaluate``
 reports a ``rate_bits``, that rate on the same subset as ``infoplane/rate_bits`` (VIB: the KL
@@ -48,8 +50,8 @@ epoch, and the training run's random stream is left exactly as it was.
 
 Cost (450 test digits, one CPU thread, 5 repeats): 0.03-0.06 s per call for knn_ib (K = 32),
 0.07-0.15 s for VIB (K = 256) and DIB (128 dimensions), most of it the two logistic
-regressions; the bias adds one k-NN estimate of the same size (0.067 s at K = 256, 0.008 s at
-K = 32, measured on a loaded machine; docs/information_plane.md).
+regressions; the bias adds four k-NN estimates of the same size (docs/information_plane.md has
+the measured cost).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ Per-epoch metrics. Terms of ``forward`` (batch means): ``loss`` (nats), ``h_z_bi
 the same estimates on test batches (noise added as in training), ``izy_bits`` = H[Z] - H[Z | Y],
 ``h_z_knn_bias_bits``, the k-NN estimator's bias beside that H[Z]
 (:func:`~trainables.estimators.knn_entropy_bias_bits`: the same estimator, same ``k``, on a
-Gaussian of the batch's sample covariance, minus its exact entropy; ``rate_bits -
+Gaussian of the batch's sample covariance, minus its exact entropy, bootstrap-corrected; ``rate_bits -
 h_z_knn_bias_bits`` is H[Z] corrected for it; its draws come from a generator seeded with the
 trial's ``seed``, so the training stream is untouched; NaN for a batch with no more examples
 than K), and ``acc``, the nearest class mean classifier: each class's mean of the training latents f(x)
