@@ -264,18 +264,64 @@ def test_pgd_judges_a_stochastic_model_afresh():
 
 def test_cw_l2_averages_over_eot_calls():
     toy = CyclingLinear([torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [0.0, 2.0]])])
-    cw_l2(toy, torch.tensor([[0.6, 0.4]]), torch.tensor([0]), c=1.0, steps=5, lr=0.01, eot_samples=2)
-    assert toy.calls == 2 + 2 * (5 + 1)  # the clean decision, then every iterate
+    cw_l2(toy, torch.tensor([[0.6, 0.4]]), torch.tensor([0]), steps=5, binary_steps=2, abort_early=False,
+          eot_samples=2)
+    assert toy.calls == 2 + 2 * 2 * (5 + 1)  # the clean decision, then every iterate of both outer steps
 
 
 # --- CW-L2 ---
 
-def test_cw_l2_finds_the_closed_form_distance_of_a_linear_model():
-    """Two classes, logits W x + b: the smallest L2 change of the label is |margin| / ||w_0 - w_1||.
+# Settings under which our CW converges on the digits MLP. Measured on its
+# first 100 test digits (95 clean-correct), 1 thread: ours (these settings) median 0.547 in about 1 s;
+# ours at the reference's lr 0.01 and 1,000 steps, 0.544; ART ElasticNet (beta 0: the same objective),
+# 0.544; ART CarliniL2Method stops at 0.74-0.82 whatever its settings (gradient descent with line search,
+# not the reference's Adam, stalls at the kink of max(margin, 0); 1,000 iterations on 30 digits: 0.765
+# against our 0.563). Every attack breaks all 95.
+CW_ON_MLP = {"steps": 200, "binary_steps": 9, "initial_c": 1.0, "lr": 0.1}
 
-    Points lie in [0.25, 0.75]^64 at distances 0.2 to 1.0 from the boundary, so the nearest
-    boundary point is inside the box and the closed form is the true minimum. Measured with the
-    suite's defaults (c=1, lr=0.01, 100 steps): every norm within 1% above the distance.
+
+def _art_norms(classifier, attack, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per example, the L2 norm of ART's adversarial, inf where it is not misclassified."""
+    adversarial = attack.generate(x, y)
+    norms = np.linalg.norm((adversarial - x).reshape(len(x), -1), axis=1)
+    return np.where(classifier.predict(adversarial).argmax(axis=1) != y, norms, np.inf)
+
+
+def test_cw_l2_agrees_with_art_on_a_smooth_model(digits, art_classifier):
+    """Same success rate as ART's CarliniL2Method and ElasticNet(beta=0), the median within 2% of the
+    latter's and no larger than the former's.
+
+    ElasticNet with beta = 0 and the L2 decision rule minimises the same ``||delta||^2 + c f`` under the
+    same binary search over ``c`` (Chen et al., AAAI 2018), by FISTA in the box instead of Adam in tanh
+    space: a converged reference. ART's CarliniL2Method replaces the reference's Adam by gradient descent
+    with a line search and does not converge to it (see ``CW_ON_MLP``), so it bounds our median from above.
+    """
+    from art.attacks.evasion import CarliniL2Method, ElasticNet
+
+    model, x, y = digits
+    x, y = x[:100], y[:100]
+    correct = (predict(model, x) == y).numpy()
+    ours = cw_l2(model, x, y, **CW_ON_MLP).numpy()[correct]
+    xn, yn = x.numpy(), y.numpy()
+    art_cw = _art_norms(art_classifier, CarliniL2Method(
+        art_classifier, confidence=0.0, targeted=False, learning_rate=0.01, binary_search_steps=10, max_iter=10,
+        initial_const=0.01, batch_size=len(yn), verbose=False), xn, yn)[correct]
+    art_ead = _art_norms(art_classifier, ElasticNet(
+        art_classifier, confidence=0.0, targeted=False, learning_rate=0.01, binary_search_steps=9, max_iter=50,
+        beta=0.0, initial_const=1.0, batch_size=len(yn), decision_rule="L2", verbose=False), xn, yn)[correct]
+    found = np.isfinite(ours)
+    assert found.mean() == np.isfinite(art_cw).mean() == np.isfinite(art_ead).mean()
+    assert found.mean() >= 0.99
+    median = np.median(ours[found])
+    assert median == pytest.approx(np.median(art_ead[np.isfinite(art_ead)]), rel=0.02)
+    assert median <= np.median(art_cw[np.isfinite(art_cw)])
+
+
+def _linear_two_class():
+    """A 2-class linear model and 200 points at distances 0.2 to 1.0 from its boundary, inside the box.
+
+    Points lie in [0.25, 0.75]^64, so the nearest boundary point is inside [0, 1]^64 and the closed
+    form |margin| / ||w_0 - w_1|| is the true minimal L2 distance.
     """
     generator = torch.Generator().manual_seed(0)
     linear = nn.Linear(64, 2)
@@ -289,13 +335,20 @@ def test_cw_l2_finds_the_closed_form_distance_of_a_linear_model():
         linear.bias.copy_(torch.tensor([-(candidates @ w).mean().item(), 0.0]))
     distance = margin.abs() / w.norm()
     keep = (distance > 0.2) & (distance < 1.0)
-    x, distance = candidates[keep][:200], distance[keep][:200]
-    y = linear(x).argmax(dim=1)
-    found = cw_l2(linear, x, y, c=1.0, steps=100, lr=0.01).detach()
-    ratio = found / distance
-    assert torch.isfinite(found).all()
+    x = candidates[keep][:200]
+    return linear, x, linear(x).argmax(dim=1).detach(), distance[keep][:200]
+
+
+def test_cw_l2_finds_the_closed_form_distance_of_a_linear_model():
+    """Any ``c`` above ``2 d / ||w_0 - w_1||`` puts the optimum on the boundary, but Adam overshoots it
+    by more the larger ``c`` is: the binary search brings ``c`` down. From the reference's settings
+    (``initial_c`` 1e-3, nine outer steps, lr 0.01), 100 steps an outer step, measured: every norm
+    within 1.8% above the distance, the median 0.3% above. With one outer step at c = 1, 24% above.
+    """
+    linear, x, y, distance = _linear_two_class()
+    ratio = cw_l2(linear, x, y, steps=100).detach() / distance
     assert (ratio >= 1 - 1e-3).all()  # nothing beats the true minimum
-    assert (ratio <= 1.1).float().mean() >= 0.9
+    assert (ratio <= 1.03).all() and ratio.median() <= 1.01
 
 
 def test_cw_l2_zero_for_misclassified_and_inf_when_it_fails():
@@ -306,10 +359,77 @@ def test_cw_l2_zero_for_misclassified_and_inf_when_it_fails():
     def logits(images):
         return images @ weight.T
 
-    assert cw_l2(logits, x, y, c=1.0, steps=100, lr=0.05)[0].item() == pytest.approx(0.2 / 2 ** 0.5, rel=0.1)
-    assert cw_l2(logits, x, y, c=1.0, steps=100, lr=0.05)[1].item() == 0.0
-    # c too small to pay for the distance: the attack never crosses, and says so
-    assert torch.isinf(cw_l2(logits, x, y, c=1e-3, steps=100, lr=0.05)[0])
+    found = cw_l2(logits, x, y, steps=100, lr=0.05)
+    assert found[0].item() == pytest.approx(0.2 / 2 ** 0.5, rel=0.05)
+    assert found[1].item() == 0.0
+    # one outer step at a c too small to pay for the distance never crosses, and says so; the
+    # search's x10 steps (1e-3, 1e-2, ...) reach a c that does
+    assert torch.isinf(cw_l2(logits, x, y, steps=100, lr=0.05, binary_steps=1)[0])
+    assert torch.isfinite(cw_l2(logits, x, y, steps=100, lr=0.05, binary_steps=4)[0])
+
+
+@pytest.mark.parametrize("bad", [{"steps": 0}, {"steps": 2.0}, {"binary_steps": 0}, {"initial_c": 0.0},
+                                 {"lr": 0.0}, {"lr": float("inf")}, {"eot_samples": 0}])
+def test_cw_l2_refuses_bad_settings(bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        cw_l2(lambda images: images, torch.rand(2, 2), torch.tensor([0, 1]), **{"steps": 10, **bad})
+
+
+@pytest.fixture(scope="module")
+def dib_digits_model(tmp_path_factory):
+    """(logits_fn, test digits, labels, trial config): the dib_digits sweep's beta = 0 trial, trained
+    10 epochs (instead of 30) by the harness, attacked on its ``eval_subset`` (all 450 test digits)."""
+    import trainables.harness as harness
+    from search_spaces import get_sweep
+
+    config = {**next(c for c in get_sweep("dib_digits").trial_configs() if c["beta"] == 0.0),
+              "epochs": 10, "evaluations": "", "infoplane_every": 0}
+    captured = {}
+
+    def capture(model, data, config):
+        captured.update(model=model, data=data)
+        return {}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(harness, "_final_evaluations", capture)
+        harness.run_trial(config, data_dir=str(tmp_path_factory.mktemp("data")), device=torch.device("cpu"),
+                          report=lambda metrics, checkpoint: None)
+    model, data, n = captured["model"].eval(), captured["data"], int(config["eval_subset"])
+    return model.logits, data.test_x[:n], data.test_y[:n], config
+
+
+# The CW settings recommended for the dib_digits sweep (spec.py's cw_steps, cw_binary_steps,
+# cw_initial_c, cw_lr): the cheapest measured that ten times the iterations moves by at most 2 points
+# of robust accuracy on the 30-epoch beta = 0 model (docs/robustness.md has the figures and costs).
+def _dib_digits_cw() -> dict:
+    """The CW settings the dib_digits sweep runs with (its config, which the harness defaults give)."""
+    from search_spaces import get_sweep
+
+    config = get_sweep("dib_digits").base_config()
+    return {"steps": config["cw_steps"], "binary_steps": config["cw_binary_steps"],
+            "initial_c": config["cw_initial_c"], "lr": config["cw_lr"]}
+
+
+@pytest.mark.slow
+def test_cw_l2_converges_on_the_dib_digits_model(dib_digits_model):
+    """The dib_digits sweep's CW settings break >= 99% of the clean-correct digits of a straight-through-rounded
+    model, and ten times the iterations moves robust accuracy at no radius of the sweep by more
+    than 2 points (a weak CW would claim robustness that is not there).
+
+    The ten-times run covers the first 100 digits (an example's result does not depend on the rest
+    of its batch). About a minute on one core.
+    """
+    logits_fn, x, y, config = dib_digits_model
+    correct = predict(logits_fn, x) == y
+    norms = cw_l2(logits_fn, x, y, **_dib_digits_cw())
+    assert torch.isfinite(norms[correct]).float().mean() >= 0.99
+    assert torch.isfinite(norms.median())
+    subset = 100
+    longer = cw_l2(logits_fn, x[:subset], y[:subset], **{**_dib_digits_cw(), "steps": 10 * _dib_digits_cw()["steps"]})
+    for radius in (float(r) for r in str(config["l2_epsilons"]).split(",")):
+        robust, robust_longer = int((norms[:subset] > radius).sum()), int((longer > radius).sum())
+        assert abs(robust - robust_longer) <= 0.02 * subset, (radius, robust, robust_longer)
 
 
 # --- run_evaluations ---
@@ -328,9 +448,9 @@ class TinyObjective(nn.Module):
 
 
 CONFIG = {
-    "evaluations": "fgsm,pgd,cw_l2", "fgsm_epsilons": "0.02,0.05,0.1", "pgd_epsilon": 0.1, "pgd_step": 0.025,
-    "pgd_steps": "3,10", "cw_steps": 30, "cw_c": 1.0, "cw_lr": 0.01, "cw_l2_epsilons": "0.5,1.0", "eot_samples": 1,
-    "seed": 0,
+    "evaluations": "fgsm,pgd,cw_l2", "fgsm_epsilons": "0.02,0.05,0.1", "pgd_epsilons": "0.1", "pgd_step_fraction": 0.25,
+    "pgd_steps": "3,10", "cw_steps": 30, "cw_binary_steps": 3, "cw_initial_c": 1.0, "cw_lr": 0.1,
+    "l2_epsilons": "0.5,1.0", "eot_samples": 1, "seed": 0, "noise_samples": 5,
 }
 
 
@@ -339,27 +459,51 @@ def test_run_evaluations_end_to_end(digits):
     objective = TinyObjective(model).train()
     metrics, rows = run_evaluations(objective, x, y, CONFIG)
     assert objective.training and objective.modes == {False}
-    checks = ["fgsm_monotone_in_epsilon", "fgsm_decreases_with_epsilon", "pgd_monotone_in_steps",
-              "pgd_not_weaker_than_fgsm"]
+    checks = ["gradient_nonzero", "fgsm_monotone_in_epsilon", "fgsm_decreases_with_epsilon", "pgd_monotone_in_steps",
+              "pgd_not_weaker_than_fgsm", "unbounded_attack_succeeds", "noise_not_stronger_than_gradient",
+              "cw_succeeds"]
     assert set(metrics) == {
-        "robust/clean_acc", "robust/fgsm_acc_eps0.02", "robust/fgsm_acc_eps0.05", "robust/fgsm_acc_eps0.1",
-        "robust/pgd3_acc", "robust/pgd10_acc", "robust/cw_l2_acc_eps0.5", "robust/cw_l2_acc_eps1",
-        "robust/cw_l2_median_norm", "robust/masking_checks", "robust/masking_violations", "robust/masking_tolerance",
+        "robust/clean_acc", "robust/zero_gradient_fraction", "robust/fgsm_acc_eps0.02", "robust/fgsm_acc_eps0.05",
+        "robust/fgsm_acc_eps0.1", "robust/pgd3_acc_eps0.1", "robust/pgd10_acc_eps0.1", "robust/cw_l2_acc_eps0.5",
+        "robust/cw_l2_acc_eps1", "robust/cw_l2_success_rate", "robust/cw_l2_median_l2",
+        "robust/unbounded_pgd_success_rate", "robust/noise_acc_eps0.1", "robust/linf_acc_eps0.02",
+        "robust/linf_acc_eps0.05", "robust/linf_acc_eps0.1", "robust/l2_acc_eps0.5", "robust/l2_acc_eps1",
+        "robust/masking_checks", "robust/masking_violations", "robust/masking_tolerance",
         *(f"robust/masking_{check}" for check in checks)}
     assert all(isinstance(value, float) for value in metrics.values())
     assert metrics["robust/masking_tolerance"] == pytest.approx(1 / len(y))
-    assert metrics["robust/pgd10_acc"] <= metrics["robust/pgd3_acc"] <= metrics["robust/clean_acc"]
-    assert metrics["robust/pgd10_acc"] <= metrics["robust/fgsm_acc_eps0.1"]
+    assert metrics["robust/pgd10_acc_eps0.1"] <= metrics["robust/pgd3_acc_eps0.1"] <= metrics["robust/clean_acc"]
+    assert metrics["robust/pgd10_acc_eps0.1"] <= metrics["robust/fgsm_acc_eps0.1"]
     assert all(set(row) == {"evaluation", "metric", "norm", "epsilon", "steps", "index", "value"} for row in rows)
-    table = {(r["evaluation"], r["metric"], r["epsilon"], r["steps"]): r["value"] for r in rows}
-    assert len(table) == len(rows) == 1 + 3 + 2 + 3 + 4
-    assert table[("pgd", "acc", 0.1, 10)] == metrics["robust/pgd10_acc"]
-    assert table[("fgsm", "acc", 0.05, 1)] == metrics["robust/fgsm_acc_eps0.05"]
-    assert table[("cw_l2", "acc", 1.0, 30)] == metrics["robust/cw_l2_acc_eps1"]
-    assert {r["norm"] for r in rows if r["evaluation"] == "cw_l2"} == {"l2"}
+    table = {(r["evaluation"], r["metric"], r["norm"], r["epsilon"], r["steps"]): r["value"] for r in rows}
+    assert len(table) == len(rows)
+    assert table[("pgd", "acc", "linf", 0.1, 10)] == metrics["robust/pgd10_acc_eps0.1"]
+    assert table[("fgsm", "acc", "linf", 0.05, 1)] == metrics["robust/fgsm_acc_eps0.05"]
+    assert table[("cw_l2", "acc", "l2", 1.0, 30)] == metrics["robust/cw_l2_acc_eps1"]
+    assert table[("cw_l2", "success_rate", "l2", None, 30)] == metrics["robust/cw_l2_success_rate"] == 1.0
+    assert table[("worst_case", "acc", "linf", 0.1, None)] == metrics["robust/linf_acc_eps0.1"]
     assert sorted(r["metric"] for r in rows if r["evaluation"] == "masking") == sorted(checks)
     # the seed makes the random starts, hence every number, reproducible
     assert run_evaluations(objective, x, y, CONFIG)[0] == metrics
+
+
+def test_robust_accuracy_is_the_per_example_worst_case_over_the_attacks(digits):
+    """At eps 0.1: correct on x and under FGSM, PGD-10 and the noise, example by example (each attack's
+    random draws come from its own generator seeded with the config's seed, so they can be replayed)."""
+    from trainables.evaluation.sanity import uniform_noise_robust
+
+    model, x, y = digits
+    metrics, _ = run_evaluations(TinyObjective(model), x, y, CONFIG)
+    survived = fgsm_robust(model, x, y, [0.1])[0.1]
+    survived &= pgd(model, x, y, epsilon=0.1, step=0.025, steps=[10], generator=torch.Generator().manual_seed(0))[10]
+    survived &= uniform_noise_robust(model, x, y, epsilon=0.1, samples=5, generator=torch.Generator().manual_seed(0))
+    assert metrics["robust/linf_acc_eps0.1"] == survived.float().mean().item()
+    attacks = [metrics[f"robust/{name}"] for name in ("fgsm_acc_eps0.1", "pgd10_acc_eps0.1", "noise_acc_eps0.1")]
+    assert metrics["robust/linf_acc_eps0.1"] < min(attacks)  # some examples fall to one attack only
+    # at an epsilon where only FGSM ran, robust accuracy is FGSM's
+    assert metrics["robust/linf_acc_eps0.05"] == metrics["robust/fgsm_acc_eps0.05"]
+    # at an L2 radius, CW's own accuracy (no other L2 attack ran)
+    assert metrics["robust/l2_acc_eps0.5"] == metrics["robust/cw_l2_acc_eps0.5"]
 
 
 def test_run_evaluations_under_inference_mode(digits):
@@ -372,14 +516,17 @@ def test_run_evaluations_under_inference_mode(digits):
         assert run_evaluations(TinyObjective(model), xi, yi, config)[0] == expected
 
 
-def test_run_evaluations_cw_only_has_no_checks(digits):
+def test_run_evaluations_cw_only_has_only_the_cw_and_gradient_checks(digits):
     model, x, y = digits
     metrics, rows = run_evaluations(TinyObjective(model), x, y, {**CONFIG, "evaluations": "cw_l2"})
-    assert metrics["robust/masking_checks"] == 0.0 and metrics["robust/masking_violations"] == 0.0
-    assert {r["evaluation"] for r in rows} == {"clean", "cw_l2"}
-    # the median norm is where CW accuracy crosses one half
-    median, accuracy = metrics["robust/cw_l2_median_norm"], metrics["robust/cw_l2_acc_eps0.5"]
-    assert accuracy >= 0.5 if median > 0.5 else accuracy <= 0.5
+    assert {r["metric"] for r in rows if r["evaluation"] == "masking"} == {"gradient_nonzero", "cw_succeeds"}
+    assert metrics["robust/masking_checks"] == 2.0 and metrics["robust/masking_violations"] == 0.0
+    rows = [r for r in rows if r["evaluation"] != "masking"]
+    assert {r["evaluation"] for r in rows} == {"clean", "zero_gradient", "cw_l2", "worst_case"}
+    # the median norm (over the clean-correct examples) is where CW breaks half of them
+    median, accuracy = metrics["robust/cw_l2_median_l2"], metrics["robust/cw_l2_acc_eps0.5"]
+    share = accuracy / metrics["robust/clean_acc"]
+    assert share >= 0.5 if median > 0.5 else share <= 0.5
 
 
 def test_run_evaluations_with_nothing_to_run(digits):

@@ -18,11 +18,14 @@ attack's, so this is exactly the worst case over iterates: broken at k when ``x`
 ``x_0 .. x_k`` is misclassified. Robust accuracy then never rises with k, never exceeds clean
 accuracy, and a broken example can be dropped from the attack without changing any result
 (../shared/NOTES.md, Numerics). For a stochastic model the fresh decision keeps the luck of the
-draws that made the choice out of the result, and no example is dropped. CW-L2 reports the
-smallest norm among its iterates that its own decision misclassified.
+draws that made the choice out of the result, and no example is dropped. CW-L2 (Carlini and
+Wagner, IEEE S&P 2017, run as their reference code runs it: a binary search over the constant
+``c``, Adam restarted from ``x`` at each ``c``, early abort) reports, per example, the smallest
+norm among all its iterates that its own decision misclassified.
 
 All attacks are untargeted, keep every pixel in [0, 1], process ``batch_size`` examples at a time,
-and make no host synchronisation inside their step loops except the few compactions of PGD.
+and make no host synchronisation inside their step loops except the few compactions of PGD
+and CW's abort-early checks (one every ``steps // 10`` iterations).
 """
 
 from __future__ import annotations
@@ -190,61 +193,168 @@ def _per_example(mask: Tensor, like: Tensor) -> Tensor:
     return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
-def cw_l2(logits_fn: LogitsFn, x: Tensor, y: Tensor, *, c: float, steps: int, lr: float, eot_samples: int = 1,
-          batch_size: int = BATCH_SIZE) -> Tensor:
-    """Carlini-Wagner L2 attack (IEEE S&P 2017), untargeted, confidence 0, one fixed ``c``.
+CW_UPPER_LIMIT = 1e10  # the reference's initial upper bound on c: "no success yet"
+CW_SEARCH_LIMIT = 1e9  # below it the upper bound is real and c is bisected; above it c grows x10
+CW_TANH_SMOOTHER = 0.999999  # the reference's arctanh((2x - 1) * 0.999999): a finite start at pixels 0 and 1
+CW_ABORT_FRACTION = 0.9999  # abort early when the loss fell by less than 0.01% since the last check
+ADAM_BETAS, ADAM_EPSILON = (0.9, 0.999), 1e-8  # TensorFlow's Adam defaults, which the reference used
 
-    ``x_adv = (tanh(w) + 1) / 2`` stays in [0, 1]; Adam(lr) on ``w`` from ``atanh(2x - 1)`` minimises
-    ``||x_adv - x||_2^2 + c * max(Z_y - max_{i != y} Z_i, 0)`` (the margin term's gradient averaged
-    over ``eot_samples`` calls). The smallest norm among iterates that the decision from the same calls
-    misclassifies is kept (for a stochastic model this errs towards small norms, i.e. against
-    robustness; docs/robustness.md gives the measured size). There is no binary search over
-    ``c``: where a search would raise a ``c`` too small to cross the boundary, this attack fails
-    (inf). For a deterministic model every finite norm is that of a misclassified point, so it is
-    an upper bound on the example's minimal adversarial L2 distance.
+
+def cw_l2(logits_fn: LogitsFn, x: Tensor, y: Tensor, *, steps: int, binary_steps: int = 9, initial_c: float = 1e-3,
+          lr: float = 0.01, abort_early: bool = True, eot_samples: int = 1, batch_size: int = BATCH_SIZE) -> Tensor:
+    """Carlini-Wagner L2 attack (IEEE S&P 2017), untargeted, confidence 0, as its reference code runs it.
+
+    The reference is ``l2_attack.py`` of github.com/carlini/nn_robust_attacks (the paper's code).
+    ``x' = (tanh(w) + 1) / 2`` stays in [0, 1]; for a per-example constant ``c``, Adam(lr) on ``w``
+    from ``atanh((2x - 1) * 0.999999)`` minimises ``||x' - x||_2^2 + c * max(Z_y(x') - max_{i != y} Z_i(x'), 0)``
+    (``Z`` the logits) for at most ``steps`` iterations, aborting early when the loss has not fallen
+    by 0.01% over ``steps // 10`` iterations (per example: an example that stalls stops, the rest go
+    on; the reference's default batch of one does the same). That is one outer step. After it,
+    ``c`` moves by binary search: where the step found an adversarial, ``upper = min(upper, c)``,
+    else ``lower = max(lower, c)``; then ``c = (lower + upper) / 2`` once an upper bound is known
+    (``upper < 1e9``), else ``c * 10`` after a failure. ``binary_steps`` outer steps run, each from
+    the original image with fresh Adam state (as the reference does); with ``binary_steps >= 10``
+    the last one uses ``c = upper``, as the reference does. The smallest norm ``||x' - x||_2`` among
+    all iterates of all outer steps that the attack's decision misclassifies is kept.
+
+    With ``eot_samples > 1`` the margin term's gradient is the mean over that many calls of
+    ``logits_fn`` and the decision is the argmax of the softmax averaged over the same calls
+    (for a stochastic model this errs towards small norms, i.e. against robustness). For a
+    deterministic model every finite norm is that of a misclassified point: an upper bound on the
+    example's minimal adversarial L2 distance.
+
+    Args:
+        steps: the most Adam iterations of one outer step (the reference: 10,000).
+        binary_steps: outer steps of the search over ``c`` (the reference: 9).
+        initial_c: ``c`` of the first outer step (the reference: 1e-3).
+        lr: Adam's learning rate on ``w`` (the reference: 0.01).
+        abort_early: stop an example's descent when its loss stalls (the reference: True).
 
     Returns:
         Per example, the L2 norm of the smallest misclassifying perturbation found: 0 where ``x``
-        itself is misclassified, ``inf`` where none was found.
+        itself is misclassified, ``inf`` where none was found. Shape ``(len(x),)``.
+
+    Raises:
+        ValueError: ``steps`` or ``binary_steps`` not an int >= 1, ``initial_c`` or ``lr`` not a
+            finite number > 0, ``eot_samples`` or ``batch_size`` not an int >= 1.
     """
-    if not (c > 0 and lr > 0) or isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"cw_l2: need c > 0, lr > 0 and steps an int >= 1, got c={c!r}, lr={lr!r}, steps={steps!r}")
-    parts = [_cw_batch(logits_fn, xb, yb, c, int(steps), lr, eot_samples) for xb, yb in _chunks(x, y, batch_size)]
+    for name, value in (("steps", steps), ("binary_steps", binary_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"cw_l2: {name} must be an int >= 1, got {value!r}")
+    for name, value in (("initial_c", initial_c), ("lr", lr)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ValueError(f"cw_l2: {name} must be a finite number > 0, got {value!r}")
+    samples = _check_samples(eot_samples)
+    parts = [_cw_batch(logits_fn, xb, yb, steps, binary_steps, float(initial_c), float(lr), bool(abort_early), samples)
+             for xb, yb in _chunks(x, y, batch_size)]
     return torch.cat(parts) if parts else torch.zeros(0, device=x.device)
 
 
-def _cw_batch(logits_fn, x, y, c, steps, lr, eot_samples) -> Tensor:
+def _cw_batch(logits_fn, x, y, steps, binary_steps, initial_c, lr, abort_early, samples) -> Tensor:
+    """The binary search over ``c`` of :func:`cw_l2` on one batch; the descent is :func:`_cw_descend`."""
     x = x.detach()
-    samples = _check_samples(eot_samples)
     inf = torch.tensor(float("inf"), device=x.device)
     best = torch.where(predict(logits_fn, x, eot_samples=samples) == y, inf, torch.zeros((), device=x.device))
-    w = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6)).requires_grad_(True)
-    optimizer = torch.optim.Adam([w], lr=lr)
-    for t in range(steps + 1):
-        # the iterate's decision comes from the same calls whose gradients make the next step
-        optimizer.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            adversarial = (torch.tanh(w) + 1) / 2
-            norm = (adversarial - x).flatten(1).norm(dim=1)
-            if t < steps:
-                norm.square().sum().backward()
-            probs = torch.zeros((), device=x.device)
-            for _ in range(samples):  # EOT: w.grad accumulates the mean of the calls' gradients
-                logits = logits_fn((torch.tanh(w) + 1) / 2).float()
-                probs = probs + F.softmax(logits.detach(), dim=-1)
-                if t < steps and logits.requires_grad:
-                    true_logit = logits.gather(1, y[:, None]).squeeze(1)
-                    best_other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(dim=1)
-                    ((c / samples) * (true_logit - best_other).clamp(min=0).sum()).backward()
-        norm = norm.detach()
-        best = torch.where((probs.argmax(dim=-1) != y) & (norm < best), norm, best)
-        if t < steps:
-            optimizer.step()
+    attacked = (best > 0).nonzero().squeeze(1)  # clean-misclassified examples are settled at 0 (one sync)
+    if len(attacked) == 0:
+        return best
+    x, y = x[attacked], y[attacked]
+    start = torch.atanh((2 * x - 1) * CW_TANH_SMOOTHER)
+    c = torch.full((len(y),), initial_c, device=x.device)
+    lower, upper = torch.zeros_like(c), torch.full_like(c, CW_UPPER_LIMIT)
+    found = torch.full_like(c, float("inf"))
+    for outer in range(binary_steps):
+        if binary_steps >= 10 and outer == binary_steps - 1:  # the reference's last, repeated search
+            c = upper.clone()
+        success = _cw_descend(logits_fn, x, y, start, c, found, steps, lr, abort_early, samples)
+        upper = torch.where(success, torch.minimum(upper, c), upper)
+        lower = torch.where(success, lower, torch.maximum(lower, c))
+        c = torch.where(upper < CW_SEARCH_LIMIT, (lower + upper) / 2, torch.where(success, c, 10 * c))
+    best[attacked] = found
     return best
 
 
-def _gradient_and_probs(logits_fn: LogitsFn, x: Tensor, y: Tensor, eot_samples: int) -> tuple[Tensor, Tensor]:
-    """EOT: the mean over calls of the input gradient of the summed CE, and of the softmax."""
+def _cw_descend(logits_fn, x, y, start, c, found, steps, lr, abort_early, samples) -> Tensor:
+    """One outer step: Adam from ``start`` (tanh space), fresh state, at most ``steps`` iterations.
+
+    Lowers ``found`` in place to the norm of every iterate its decision misclassifies, and returns
+    which examples had one. Iterates ``0 .. steps`` are judged (the last is not stepped from). The
+    only host syncs are the abort-early checks, every ``max(1, steps // 10)`` iterations.
+    """
+    beta1, beta2 = ADAM_BETAS
+    success = torch.zeros(len(y), dtype=torch.bool, device=x.device)
+    active = torch.arange(len(y), device=y.device)  # positions still descending
+    w, moment, second = start.clone(), torch.zeros_like(start), torch.zeros_like(start)
+    previous = torch.full_like(c, float("inf"))
+    check_every = max(1, steps // 10)
+    for t in range(steps + 1):
+        tanh_w = torch.tanh(w)
+        adversarial = (tanh_w + 1) / 2
+        delta = adversarial - x
+        squared = delta.flatten(1).square().sum(dim=1)
+        margin_gradient, probs, margin = _cw_margin(logits_fn, adversarial, y, c, samples, need_gradient=t < steps)
+        misclassified = probs.argmax(dim=-1) != y
+        norm = squared.sqrt()
+        success[active] = success[active] | misclassified
+        found[active] = torch.where(misclassified & (norm < found[active]), norm, found[active])
+        if t == steps:
+            break
+        if abort_early and t % check_every == 0:
+            loss = squared + c * margin
+            if t > 0:  # the reference compares the loss at each check with the last check's (one sync)
+                keep = (loss <= previous * CW_ABORT_FRACTION).nonzero().squeeze(1)
+                if len(keep) < len(active):
+                    if len(keep) == 0:
+                        break
+                    active, x, y, c, loss = active[keep], x[keep], y[keep], c[keep], loss[keep]
+                    w, moment, second = w[keep], moment[keep], second[keep]
+                    tanh_w, delta, margin_gradient = tanh_w[keep], delta[keep], margin_gradient[keep]
+            previous = loss
+        # d/dw of ||x' - x||^2 + c f(x') through x' = (tanh(w) + 1) / 2
+        gradient = (2 * delta + margin_gradient) * (1 - tanh_w.square()) / 2
+        moment = beta1 * moment + (1 - beta1) * gradient
+        second = beta2 * second + (1 - beta2) * gradient.square()
+        rate = lr * (1 - beta2 ** (t + 1)) ** 0.5 / (1 - beta1 ** (t + 1))  # TensorFlow's bias correction
+        w = w - rate * moment / (second.sqrt() + ADAM_EPSILON)
+    return success
+
+
+def _cw_margin(logits_fn, adversarial, y, c, samples, *, need_gradient) -> tuple[Tensor, Tensor, Tensor]:
+    """EOT over ``samples`` calls at ``adversarial``: the mean gradient in it of ``sum_n c_n f_n``,
+    the mean softmax, and the mean ``f = max(Z_y - max_{i != y} Z_i, 0)`` per example."""
+    point = adversarial.detach().requires_grad_(need_gradient)
+    gradient = torch.zeros_like(point)
+    probs, margin = 0.0, 0.0
+    for _ in range(samples):  # one graph at a time bounds memory at one forward + backward
+        with torch.enable_grad():
+            logits = logits_fn(point).float()
+            true_logit = logits.gather(1, y[:, None]).squeeze(1)
+            best_other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(dim=1)
+            f = (true_logit - best_other).clamp(min=0)
+            weighted = (c * f).sum()
+        if need_gradient and weighted.requires_grad:  # an output cut off from the input has no gradient
+            part = torch.autograd.grad(weighted, point, allow_unused=True)[0]
+            if part is not None:
+                gradient += part
+        probs = probs + F.softmax(logits.detach(), dim=-1)
+        margin = margin + f.detach()
+    return gradient / samples, probs / samples, margin / samples
+
+
+LossFn = Callable[[Tensor, Tensor], Tensor]  # (logits, labels) -> per-example losses, shape (batch,)
+
+
+def cross_entropy_per_example(logits: Tensor, y: Tensor) -> Tensor:
+    """The cross-entropy of each example, shape ``(batch,)``: the loss FGSM and PGD ascend."""
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def _gradient_and_probs(logits_fn: LogitsFn, x: Tensor, y: Tensor, eot_samples: int,
+                        loss_fn: LossFn = cross_entropy_per_example) -> tuple[Tensor, Tensor]:
+    """EOT: the mean over calls of the input gradient of the summed per-example loss, and of the softmax.
+
+    The loss is summed over the batch, so each example's gradient is that of its own loss.
+    """
     samples = _check_samples(eot_samples)
     x = x.detach().requires_grad_(True)
     gradient = torch.zeros_like(x)
@@ -252,9 +362,13 @@ def _gradient_and_probs(logits_fn: LogitsFn, x: Tensor, y: Tensor, eot_samples: 
     for _ in range(samples):  # one graph at a time bounds memory at one forward + backward
         with torch.enable_grad():
             logits = logits_fn(x).float()
-            loss = F.cross_entropy(logits, y, reduction="sum")
-        if loss.requires_grad:  # an output cut off from x (e.g. a hard argmax) has zero gradient
-            gradient += torch.autograd.grad(loss, x)[0]
+            loss = loss_fn(logits, y).sum()
+        # an output cut off from x (a hard argmax, ``round(h).detach()`` followed by trainable
+        # layers, a numpy round trip) has no gradient in x: zero, which the masking checks flag
+        if loss.requires_grad:
+            part = torch.autograd.grad(loss, x, allow_unused=True)[0]
+            if part is not None:
+                gradient += part
         p = F.softmax(logits.detach(), dim=-1)
         probs = p if probs is None else probs + p
     return gradient / samples, probs / samples
