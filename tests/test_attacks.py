@@ -529,6 +529,20 @@ def test_run_evaluations_cw_only_has_only_the_cw_and_gradient_checks(digits):
     assert share >= 0.5 if median > 0.5 else share <= 0.5
 
 
+@pytest.mark.parametrize("norms", ["linf", "l2", "linf,l2"])
+def test_apgd_alone_runs_at_the_budgets_of_its_norms(digits, norms):
+    model, x, y = digits
+    config = {key: value for key, value in CONFIG.items() if not key.startswith("cw_") and key != "fgsm_epsilons"}
+    if "l2" not in norms:
+        del config["l2_epsilons"]  # read only when an L2 attack runs
+    config.update({"evaluations": "apgd_ce", "apgd_steps": 5, "apgd_targets": 2, "apgd_norms": norms})
+    metrics, rows = run_evaluations(TinyObjective(model), x, y, config)
+    budgets = {(r["norm"], r["epsilon"]) for r in rows if r["evaluation"] == "apgd_ce"}
+    assert budgets == {*([("linf", 0.1)] if "linf" in norms else []),
+                       *([("l2", 0.5), ("l2", 1.0)] if "l2" in norms else [])}
+    assert ("robust/apgd_ce_l2_acc_eps0.5" in metrics) == ("l2" in norms)
+
+
 def test_run_evaluations_with_nothing_to_run(digits):
     model, x, y = digits
     assert run_evaluations(TinyObjective(model), x, y, {**CONFIG, "evaluations": ""}) == ({}, [])

@@ -126,8 +126,8 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
     for loss in ("ce", "dlr"):
         if f"apgd_{loss}" not in names:
             continue
-        radii = [("linf", e) for e in s["pgd_epsilons"] if "linf" in s["apgd_norms"]]
-        radii += [("l2", e) for e in s["l2_epsilons"] if "l2" in s["apgd_norms"]]
+        radii = [("linf", e) for e in s["pgd_epsilons"]] if "linf" in s["apgd_norms"] else []
+        radii += [("l2", e) for e in s["l2_epsilons"]] if "l2" in s["apgd_norms"] else []
         for norm, epsilon in radii:
             survived = apgd(logits_fn, x, y, epsilon=epsilon, norm=norm, loss=loss, steps=s["apgd_steps"],
                             targets=s["apgd_targets"], generator=generator(), eot_samples=samples)
