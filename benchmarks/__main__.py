@@ -12,7 +12,7 @@ BENCHMARKS = {
     "sweep_phases": "a short sweep's driver phases (tracking, ray.init, Tune, outputs) and trials on one time line",
     "dib_cifar_sweep": "dib_cifar on one GPU: packed fast-path trials vs the paper's DataLoader + fp32 setup (CUDA only)",
     "dib_cifar_full": "the whole dib_cifar sweep end to end on one GPU, trials packed as Tune packs them (CUDA)",
-    "evaluation": "PGD-20 cost in training epochs, and the saving of one run for PGD-7/20 and of dropping settled examples",
+    "evaluation": "the evaluation suite's cost against training, each attack's, CW at chosen settings, and PGD's two savings",
     "host_ops": "kernels a training step launches outside its compiled region (what CUDA graphs cannot replay)",
     "profile_step": "torch.profiler over a few training steps: the busiest ops by CUDA and by CPU time",
     "train_step": "the training step per objective: the fast path (bf16, channels_last, no host syncs) vs plain fp32",

@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beta", type=float, default=0.0)
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the sweep's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--cw", action="append", default=[], metavar="STEPS,BINARY_STEPS,INITIAL_C,LR",
+                        help="also time CW-L2 alone at these settings (repeatable), e.g. --cw 30,5,1,0.1 --cw 3000,3,1,0.1")
+    parser.add_argument("--skip-suite", action="store_true", help="skip the whole-suite and per-attack timings")
+    parser.add_argument("--eval-subset", type=int, default=None, help="test examples attacked (default: the sweep's)")
     args = parser.parse_args(argv)
 
     from benchmarks.common import machine
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     epoch_time = sum(epoch_seconds[1:]) / max(1, len(epoch_seconds) - 1)  # the first includes warm-up
     model = ema.module if ema is not None else objective
     model.eval()
-    n = int(config["eval_subset"])
+    n = int(config["eval_subset"] if args.eval_subset is None else args.eval_subset)
     x, y = data.test_x[:n], data.test_y[:n]
     epsilon = float(str(config["pgd_epsilons"]).split(",")[0])
     settings = {"epsilon": epsilon, "step": float(config["pgd_step_fraction"]) * epsilon}
@@ -100,8 +104,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:<50} {seconds:7.3f} s = {seconds / epoch_time:6.2f} epochs  {naive / seconds:5.1f}x")
     print(f"  every epoch instead of after the last: {spec.epochs} x {t_drop:.3f} s = "
           f"{spec.epochs * t_drop / epoch_time:.1f} epochs")
-    suite_seconds(model, x, y, config, sum(epoch_seconds), timed)
+    if not args.skip_suite:
+        suite_seconds(model, x, y, config, sum(epoch_seconds), timed)
+    for setting in args.cw:
+        cw_seconds(model, x, y, config, setting, sum(epoch_seconds), timed)
     return 0 if same else 1
+
+
+def cw_seconds(model, x, y, config, setting: str, training_seconds: float, timed) -> None:
+    """CW-L2 alone at one setting: its time against training, success rate, median and accuracy per radius."""
+    from trainables.evaluation.attacks import cw_l2, predict
+
+    steps, binary_steps, initial_c, lr = setting.split(",")
+    norms, seconds = timed(lambda: cw_l2(model.logits, x, y, steps=int(steps), binary_steps=int(binary_steps),
+                                         initial_c=float(initial_c), lr=float(lr)))
+    correct = predict(model.logits, x) == y
+    radii = [float(r) for r in str(config["l2_epsilons"]).split(",")]
+    accuracy = " / ".join(f"{float((correct & (norms > r)).float().mean()):.3f}" for r in radii)
+    print(f"  CW {steps} x {binary_steps}, c0 {initial_c}, lr {lr}: {seconds:7.2f} s = "
+          f"{seconds / training_seconds:5.2f} x training; success {float(torch.isfinite(norms[correct]).float().mean()):.3f}, "
+          f"median {float(norms[correct].median()):.3f}, accuracy at L2 {', '.join(f'{r:g}' for r in radii)}: {accuracy}")
 
 
 def suite_seconds(model, x, y, config, training_seconds: float, timed) -> None:

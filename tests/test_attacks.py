@@ -429,6 +429,7 @@ def test_cw_l2_converges_on_the_dib_digits_model(dib_digits_model):
     longer = cw_l2(logits_fn, x[:subset], y[:subset], **{**_dib_digits_cw(), "steps": 10 * _dib_digits_cw()["steps"]})
     for radius in (float(r) for r in str(config["l2_epsilons"]).split(",")):
         robust, robust_longer = int((norms[:subset] > radius).sum()), int((longer > radius).sum())
+        print(f"L2 {radius:g}: {robust} of {subset} robust with the sweep's CW, {robust_longer} with 10x")  # pytest -s
         assert abs(robust - robust_longer) <= 0.02 * subset, (radius, robust, robust_longer)
 
 
