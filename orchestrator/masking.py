@@ -33,3 +33,22 @@ CHECKS = {
 def explain(check: str) -> str:
     """The check's one-line statement and what its violation means, or its name for an unknown check."""
     return CHECKS.get(check, check)
+
+# The rows of the robustness table whose numbers a violated check makes unreliable, as
+# (evaluation, norm) pairs with norm None for any: a check on PGD's convergence says nothing against
+# APGD or the worst case (which already counts APGD), a failing CW says nothing about L-inf
+# attacks. A check not named here, and every check about the gradient itself, flags every row.
+PGD_ROWS = (("pgd", None),)
+AFFECTS = {
+    "pgd_monotone_in_steps": PGD_ROWS,
+    "pgd_not_weaker_than_fgsm": PGD_ROWS,
+    "apgd_not_stronger_than_pgd": PGD_ROWS,
+    "cw_succeeds": (("cw_l2", None), ("apgd_ce", "l2"), ("apgd_dlr", "l2"), ("worst_case", "l2")),
+}
+
+
+def makes_unreliable(check: str, evaluation: str, norm: str) -> bool:
+    """Whether a violation of ``check`` flags the table row of ``evaluation`` at ``norm``."""
+    if check not in AFFECTS:
+        return True
+    return any(evaluation == e and (n is None or n == norm) for e, n in AFFECTS[check])

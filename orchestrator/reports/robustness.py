@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from orchestrator.masking import makes_unreliable
 from orchestrator.reports import register_report
 from orchestrator.reports.common import SweepResults
 from orchestrator.reports.document import FigureFile, Section, Table, save_figure
@@ -66,10 +67,13 @@ def robustness(results: SweepResults, out_dir: Path) -> list[Section]:
 
     clean, fgsm, _, cw_l2 = attacks
     scale = percent_scale(pd.concat(attacks)["value"])
-    flagged = set(violated_checks(checks)["trial_id"])
+    violated = violated_checks(checks)
+    flagged = list(zip(violated["trial_id"], violated["metric"]))  # (trial, check) pairs
     paragraphs += [_describe(results), counts_sentence(results)]
     if flagged:
-        paragraphs.append(f"{FLAG} marks an attack cell with at least one trial that failed a gradient-masking check.")
+        paragraphs.append(f"{FLAG} marks a cell with at least one trial that failed a gradient-masking check which makes "
+                          "that row's number unreliable (a check on PGD's convergence flags the PGD rows, a failing CW "
+                          "the L2 rows, any other check every attack row).")
     tables = _accuracy_tables(results, clean, scale, flagged)
     if not tables:
         paragraphs.append("`evaluations.parquet` has no clean or per-budget accuracy of a finished trial, so there is no robustness table.")
@@ -159,7 +163,8 @@ def _accuracy_tables(results, clean, scale, flagged) -> list[Table]:
             for evaluation, steps in here:
                 label = (f"**robust accuracy, {_budget_label(norm, epsilon)}**" if evaluation == "worst_case"
                          else f"{_attack_label(evaluation, steps)}, {_budget_label(norm, epsilon)}")
-                row = [_cell(cells.get((configuration, _key(beta), evaluation, norm, epsilon, steps)), scale, flagged)
+                unreliable = {trial for trial, check in flagged if makes_unreliable(check, evaluation, norm)}
+                row = [_cell(cells.get((configuration, _key(beta), evaluation, norm, epsilon, steps)), scale, unreliable)
                        for beta in betas]
                 rows.append([label, *(f"**{c}**" if evaluation == "worst_case" and c != "–" else c for c in row)])
         caption = (f"Test accuracy (%) under attack, {configuration}: mean ± sample std over seeds (n finished trials); "
