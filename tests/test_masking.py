@@ -29,7 +29,7 @@ def checks(**measured):
 
 CONSISTENT = dict(clean_acc=0.9, fgsm_acc={0.01: 0.8, 0.02: 0.6, EPS: 0.4}, pgd_acc={EPS: {7: 0.3, 20: 0.25}},
                   apgd_acc={EPS: 0.23}, noise_acc=(EPS, 0.85), zero_gradient_fraction=0.0, unbounded_success=1.0,
-                  cw_success=1.0)
+                  cw_success=1.0, cw_convergence_gap=0.02, cw_check_examples=100)
 
 
 def test_consistent_results_raise_no_flag():
@@ -91,6 +91,13 @@ def test_an_unbounded_attack_or_cw_that_fails_is_flagged():
                                                                      "cw_succeeds": 1.0}
 
 
+def test_cw_that_more_iterations_still_move_is_flagged():
+    """Gap above 2 points plus one example's share of the checked subset: not converged."""
+    assert flags(checks(cw_convergence_gap=0.03, cw_check_examples=100)) == {"cw_converged": 0.0}
+    assert flags(checks(cw_convergence_gap=0.031, cw_check_examples=100)) == {"cw_converged": 1.0}
+    assert flags(checks(cw_convergence_gap=0.06, cw_check_examples=25)) == {"cw_converged": 0.0}
+
+
 def test_noise_stronger_than_every_gradient_attack_is_flagged():
     pgd_acc = {EPS: {20: 0.5}}
     assert flags(checks(noise_acc=(EPS, 0.4), pgd_acc=pgd_acc))["noise_not_stronger_than_gradient"] == 1.0
@@ -135,8 +142,8 @@ CONFIG = {
 }
 # every attack, at budgets and iterations small enough for a unit test
 EVERY_ATTACK = {**CONFIG, "evaluations": "fgsm,pgd,apgd_ce,apgd_dlr,cw_l2", "pgd_steps": "7,20", "apgd_steps": 20,
-                "apgd_targets": 3, "apgd_norms": "linf", "cw_steps": 50, "cw_binary_steps": 5, "cw_initial_c": 0.1,
-                "cw_lr": 0.05, "l2_epsilons": "0.5,1.0"}
+                "apgd_targets": 3, "apgd_norms": "linf", "cw_steps": 300, "cw_binary_steps": 3, "cw_initial_c": 1.0,
+                "cw_lr": 0.1, "l2_epsilons": "0.5,1.0"}  # CW at the sweeps' defaults
 
 
 class HardArgmax(nn.Module):

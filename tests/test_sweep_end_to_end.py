@@ -47,14 +47,17 @@ def test_smoke_sweep_lands_everywhere(name, workspace, ray_session, capsys):
         evaluations = pq.read_table(run_dir / "evaluations.parquet").to_pandas()
         assert set(evaluations["trial_id"]) == set(final["trial_id"])
         assert set(spec.evaluations) <= set(evaluations["evaluation"])
-        assert {"clean", "masking"} <= set(evaluations["evaluation"])
+        assert {"clean", "masking", "worst_case", "zero_gradient"} <= set(evaluations["evaluation"])
         for child in children:
             assert "robust/clean_acc" in child.data.metrics and "robust/masking_violations" in child.data.metrics
     elif (run_dir / "evaluations.parquet").exists():  # only rows of the objective's own (hybrid: interpolations)
         import pyarrow.parquet as pq
 
         own = set(pq.read_table(run_dir / "evaluations.parquet").to_pandas()["evaluation"])
-        assert own and not own & {"fgsm", "pgd", "cw_l2", "clean", "masking"}, own
+        from trainables.evaluation import EVALUATIONS
+
+        suite = {*EVALUATIONS, "clean", "masking", "worst_case", "zero_gradient", "noise", "unbounded_pgd"}
+        assert own and not own & suite, own
 
     reports = run_dir / "reports"
     figures = [f"{name}.png" for name in ("accuracy_vs_beta", "rate_vs_beta", "conditioning", "hybrid_tradeoff") if name in spec.reports]

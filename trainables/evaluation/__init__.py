@@ -27,6 +27,9 @@ EVALUATIONS = ("fgsm", "pgd", "apgd_ce", "apgd_dlr", "cw_l2")
 # pixel range, so that any pixel can cross the range in 10 steps.
 UNBOUNDED_STEP = 0.1
 UNBOUNDED_STEPS = 20
+# CW's convergence check: this many times the iterations, on the first this many test examples
+CW_CHECK_FACTOR = 3
+CW_CHECK_EXAMPLES = 100
 
 
 def run_evaluations(objective, x: Tensor, y: Tensor,
@@ -153,6 +156,17 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
         correct_norms = norms[clean_correct]
         median = correct_norms.median() if len(correct_norms) else torch.tensor(float("nan"), device=device)
         record("robust/cw_l2_median_l2", median, "cw_l2", "median_l2", "l2", None, s["cw_steps"])
+        # convergence (Carlini et al. 2019, 5.2): on the first CW_CHECK_EXAMPLES examples, CW_CHECK_FACTOR
+        # times the iterations must not change the robust share at any radius by much
+        head = slice(0, min(len(y), CW_CHECK_EXAMPLES))
+        longer = cw_l2(logits_fn, x[head], y[head], steps=CW_CHECK_FACTOR * s["cw_steps"],
+                       binary_steps=s["cw_binary_steps"], initial_c=s["cw_initial_c"], lr=s["cw_lr"],
+                       eot_samples=samples)
+        gaps = [((norms[head] > e) & clean_correct[head]).float().mean() - ((longer > e) & clean_correct[head]).float().mean()
+                for e in s["l2_epsilons"]]
+        cw_gap = torch.stack(gaps).abs().max()
+        record("robust/cw_l2_convergence_gap", cw_gap, "cw_l2", "convergence_gap", "l2", None,
+               CW_CHECK_FACTOR * s["cw_steps"])
     linf = [e for norm, e in survivors if norm == "linf"]
     unbounded_success = noise_epsilon = None
     if linf:
@@ -190,7 +204,9 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
         noise_acc=None if noise_epsilon is None else (noise_epsilon, values[f"robust/noise_acc_eps{noise_epsilon:.4g}"]),
         zero_gradient_fraction=values["robust/zero_gradient_fraction"],
         unbounded_success=None if unbounded_success is None else values["robust/unbounded_pgd_success_rate"],
-        cw_success=None if cw_success is None else values["robust/cw_l2_success_rate"])
+        cw_success=None if cw_success is None else values["robust/cw_l2_success_rate"],
+        cw_convergence_gap=None if cw_success is None else values["robust/cw_l2_convergence_gap"],
+        cw_check_examples=min(n, CW_CHECK_EXAMPLES))
     rows.extend(checks)
     violated: dict[str, float] = {}
     for check in checks:  # a check evaluated at several epsilons is violated when any of them is

@@ -35,6 +35,9 @@ Checks (rows with ``evaluation="masking"``, ``metric=<name>``, value 1.0 when vi
   (too few steps or a bad step size), and PGD-only numbers from this setup overstate robustness.
 - ``cw_succeeds``: Carlini-Wagner L2, which has no budget, must find an adversarial example for
   at least ``1 - UNBOUNDED_MISS`` of the clean-correct examples.
+- ``cw_converged``: on the first examples, CW with three times the iterations must not change the
+  robust share at any L2 radius by more than ``CW_GAP`` plus one example's share of that subset
+  (Carlini et al. 2019, 5.2: more iterations must stop lowering accuracy).
 
 A check whose inputs were not measured is skipped (no row).
 """
@@ -48,10 +51,11 @@ SAME_EPSILON = 1e-6  # an FGSM epsilon this close to a PGD epsilon is "the same 
 _FLOAT_SLACK = 1e-9  # accuracies are k/n: a rise of exactly the tolerance must not count as more
 UNBOUNDED_MISS = 0.01  # an unbounded attack must succeed on >= 99% of the clean-correct examples
 APGD_GAP = 0.05  # "a few points": APGD beating PGD by more than this says PGD did not converge
+CW_GAP = 0.02  # more CW iterations moving robust accuracy by more than this: CW did not converge
 
 CHECKS = ("gradient_nonzero", "fgsm_monotone_in_epsilon", "fgsm_decreases_with_epsilon", "pgd_monotone_in_steps",
           "pgd_not_weaker_than_fgsm", "unbounded_attack_succeeds", "noise_not_stronger_than_gradient",
-          "apgd_not_stronger_than_pgd", "cw_succeeds")
+          "apgd_not_stronger_than_pgd", "cw_succeeds", "cw_converged")
 
 
 def masking_checks(*, tolerance: float, clean_acc: float | None = None,
@@ -61,7 +65,9 @@ def masking_checks(*, tolerance: float, clean_acc: float | None = None,
                    noise_acc: tuple[float, float] | None = None,
                    zero_gradient_fraction: float | None = None,
                    unbounded_success: float | None = None,
-                   cw_success: float | None = None) -> list[dict[str, Any]]:
+                   cw_success: float | None = None,
+                   cw_convergence_gap: float | None = None,
+                   cw_check_examples: int = 1) -> list[dict[str, Any]]:
     """Evaluate the checks above on measured results; every argument but ``tolerance`` may be absent.
 
     Args:
@@ -76,6 +82,8 @@ def masking_checks(*, tolerance: float, clean_acc: float | None = None,
         zero_gradient_fraction: share of the clean-correct examples whose input gradient is zero.
         unbounded_success: share of the clean-correct examples that unbounded PGD broke.
         cw_success: share of the clean-correct examples for which CW-L2 found an adversarial.
+        cw_convergence_gap: the largest change, over the L2 radii, of the robust share of the first
+            ``cw_check_examples`` examples when CW runs three times the iterations.
 
     Returns:
         One row per evaluated check, with the keys of ``evaluations.parquet``.
@@ -120,6 +128,9 @@ def masking_checks(*, tolerance: float, clean_acc: float | None = None,
             rows.append(_row("noise_not_stronger_than_gradient", accuracy < min(gradient) - slack, "linf", epsilon, None))
     if cw_success is not None:
         rows.append(_row("cw_succeeds", cw_success < 1 - UNBOUNDED_MISS - _FLOAT_SLACK, "l2", None, None))
+    if cw_convergence_gap is not None:
+        violated = cw_convergence_gap > CW_GAP + 1 / max(cw_check_examples, 1) + _FLOAT_SLACK
+        rows.append(_row("cw_converged", violated, "l2", None, None))
     return rows
 
 
