@@ -18,7 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import trainables.evaluation.apgd as apgd_module
-from tests.test_attacks import CyclingLinear, digits_classifier
+from tests.test_attacks import _one_thread, art_classifier, digits  # noqa: F401 - the shared fixtures
+from tests.test_attacks import CyclingLinear
 from trainables.evaluation.apgd import apgd, checkpoints, targeted_dlr_loss
 from trainables.evaluation.attacks import pgd, predict
 
@@ -33,25 +34,13 @@ CASES = {
 TOLERANCE = 0.02
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread_per_module):
-    """These models are tiny: one thread is faster, and kinder to a shared machine."""
-
-
 @pytest.fixture(scope="module")
-def digits():
-    return digits_classifier()
-
-
-@pytest.fixture(scope="module")
-def art_accuracy(digits):
+def art_accuracy(digits, art_classifier):
     """Per case, ART's robust accuracy averaged over the seeds (computed once for the module)."""
     from art.attacks.evasion import AutoProjectedGradientDescent
-    from art.estimators.classification import PyTorchClassifier
 
     model, x, y = digits
-    classifier = PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=(64,), nb_classes=10,
-                                   clip_values=(0.0, 1.0))
+    classifier = art_classifier
     found = {}
     for name, (kwargs, examples) in CASES.items():
         images, labels = x[:examples].numpy(), y[:examples].numpy()

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trainables.evaluation.apgd import apgd
+from trainables.evaluation.apgd import apgd as apgd_attack  # not "apgd": the package attribute is the module
 from trainables.evaluation.attacks import cw_l2, fgsm_robust, pgd, predict
 from trainables.evaluation.masking import masking_checks
 from trainables.evaluation.sanity import uniform_noise_robust, zero_gradient
@@ -132,8 +132,8 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
         radii = [("linf", e) for e in s["pgd_epsilons"]] if "linf" in s["apgd_norms"] else []
         radii += [("l2", e) for e in s["l2_epsilons"]] if "l2" in s["apgd_norms"] else []
         for norm, epsilon in radii:
-            survived = apgd(logits_fn, x, y, epsilon=epsilon, norm=norm, loss=loss, steps=s["apgd_steps"],
-                            targets=s["apgd_targets"], generator=generator(), eot_samples=samples)
+            survived = apgd_attack(logits_fn, x, y, epsilon=epsilon, norm=norm, loss=loss, steps=s["apgd_steps"],
+                                   targets=s["apgd_targets"], generator=generator(), eot_samples=samples)
             name = f"robust/apgd_{loss}{'' if norm == 'linf' else '_l2'}_acc_eps{epsilon:.4g}"
             record(name, survived.float().mean(), f"apgd_{loss}", "acc", norm, epsilon, s["apgd_steps"])
             survive(norm, epsilon, survived)
