@@ -272,13 +272,7 @@ def knn_entropy(z: Tensor, k: int = 1) -> Tensor:
     Raises:
         ValueError: ``z`` is not 2-d, ``k`` is not an int >= 1, or N <= k.
     """
-    if z.dim() != 2:
-        raise ValueError(f"knn_entropy needs samples of shape (N, d), got shape {tuple(z.shape)}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"knn_entropy: k must be an int >= 1, got {k!r}")
-    n, d = z.shape
-    if n <= k:
-        raise ValueError(f"knn_entropy: {n} samples cannot give a k = {k} nearest neighbour; need N > k")
+    n, d = _check_knn_samples("knn_entropy", z, k)
     squared = _knn_squared_distances(z, k, same_group=None)
     return _digamma(n) + _knn_offset(k, d) + d / (2 * n) * torch.log(squared).sum()
 
@@ -448,13 +442,7 @@ def knn_entropy_bias_bits(z: Tensor, k: int = 1, *, generator: torch.Generator |
     Raises:
         ValueError: ``z`` is not 2-d, ``k`` is not an int >= 1, or N <= k.
     """
-    if z.dim() != 2:
-        raise ValueError(f"knn_entropy_bias_bits needs samples of shape (N, d), got shape {tuple(z.shape)}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"knn_entropy_bias_bits: k must be an int >= 1, got {k!r}")
-    n, d = z.shape
-    if n <= k:
-        raise ValueError(f"knn_entropy_bias_bits: {n} samples cannot give a k = {k} nearest neighbour; need N > k")
+    n, d = _check_knn_samples("knn_entropy_bias_bits", z, k)
     estimator_dtype = torch.promote_types(z.dtype, torch.float32)
     with torch.no_grad(), without_autocast(z.device):
         factor, exact, usable = _gaussian_reference(z.detach().to(torch.float64))
@@ -486,3 +474,15 @@ def _gaussian_reference(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     factor, info = torch.linalg.cholesky_ex(covariance)
     exact = 0.5 * d * math.log(2 * math.pi * math.e) + factor.diagonal().log().sum()
     return factor, exact, (info == 0) & (ridge > 0)
+
+
+def _check_knn_samples(name: str, z: Tensor, k: int) -> tuple[int, int]:
+    """``(N, d)`` of samples ``z`` for a k-NN estimate; ValueError naming ``name`` when they cannot give one."""
+    if z.dim() != 2:
+        raise ValueError(f"{name} needs samples of shape (N, d), got shape {tuple(z.shape)}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"{name}: k must be an int >= 1, got {k!r}")
+    n, d = z.shape
+    if n <= k:
+        raise ValueError(f"{name}: {n} samples cannot give a k = {k} nearest neighbour; need N > k")
+    return n, d
