@@ -35,9 +35,10 @@ PAPER_OPTIMISER = {"batch_size": 128, "lr": 5e-3, "lr_schedule": "cosine"}
 REGULARIZED = {**PAPER_OPTIMISER, "weight_decay": 1e-4, "augment": "crop_flip", "crop_padding": 4}
 UNREGULARIZED = {**PAPER_OPTIMISER, "weight_decay": 0.0, "augment": "none"}
 # A CPU-sized smoke run of the ResNet sweeps: digits, a few hundred examples, one epoch.
+# Smoke runs check the plumbing of every attack, not its numbers: a few iterations each.
+SMOKE_ATTACKS = {"apgd_steps": 10, "apgd_targets": 2, "cw_binary_steps": 2, "cw_steps": 10}
 RESNET_SMOKE = {"epochs": 1, "dataset": "digits", "train_subset": 256, "test_subset": 128, "eval_subset": 64,
-                "warmup_epochs": 0, "crop_padding": 1, "apgd_steps": 10, "apgd_targets": 2, "cw_binary_steps": 2,
-                "cw_steps": 10}
+                "warmup_epochs": 0, "crop_padding": 1, **SMOKE_ATTACKS}
 # Every attack the suite has: robust accuracy is the worst case over them (docs/robustness.md).
 EVALUATIONS = ("fgsm", "pgd", "apgd_ce", "apgd_dlr", "cw_l2")
 # MNIST's standard L-inf budgets (Madry et al. 2018: 0.3; 0.1-0.3 across the literature), with PGD's
@@ -112,7 +113,7 @@ register_sweep(
         grid={"beta": BETAS},
         evaluations=EVALUATIONS,
         reports=(*REPORTS, "info_plane"),
-        smoke={"epochs": 2, "warmup_epochs": 1, "eval_subset": 64},
+        smoke={"epochs": 2, "warmup_epochs": 1, "eval_subset": 64, **SMOKE_ATTACKS},
         smoke_grid={"beta": (0.0, 8.0)},
     )
 )
