@@ -16,8 +16,8 @@ import torch  # noqa: E402
 
 from search_spaces import get_sweep  # noqa: E402
 from trainables.data import load_dataset  # noqa: E402
-from trainables.estimators import (ZERO_ENTROPY_STD, knn_entropy, knn_entropy_bias_bits, nats_to_bits,  # noqa: E402
-                                   zero_entropy_noise)
+from trainables.estimators import ZERO_ENTROPY_STD, knn_entropy, nats_to_bits, zero_entropy_noise  # noqa: E402
+from trainables.knn_bias import knn_entropy_bias_bits  # noqa: E402
 from trainables.evaluation.info_plane import held_out_cross_entropy_bits, info_plane  # noqa: E402
 from trainables.harness import run_trial  # noqa: E402
 from trainables.objectives import build_objective  # noqa: E402

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.estimators import (BIAS_BOOTSTRAP_DRAWS, GAUSSIAN_REFERENCE_RIDGE, NATS_PER_BIT, ZERO_ENTROPY_STD,
-                                   class_conditional_knn_entropy, knn_entropy, knn_entropy_bias_bits, nats_to_bits,
-                                   zero_entropy_noise)
+from trainables.estimators import (NATS_PER_BIT, ZERO_ENTROPY_STD, class_conditional_knn_entropy, knn_entropy,
+                                   nats_to_bits, zero_entropy_noise)
+from trainables.knn_bias import BIAS_BOOTSTRAP_DRAWS, GAUSSIAN_REFERENCE_RIDGE, knn_entropy_bias_bits
 
 N = 2000
 LOG_2PIE = math.log(2 * math.pi * math.e)

@@ -10,7 +10,8 @@ import torch
 
 from search_spaces import get_sweep
 from trainables.data import class_balanced_batch_indices, load_dataset
-from trainables.estimators import class_conditional_knn_entropy, knn_entropy, knn_entropy_bias_bits, nats_to_bits
+from trainables.estimators import class_conditional_knn_entropy, knn_entropy, nats_to_bits
+from trainables.knn_bias import knn_entropy_bias_bits
 from trainables.harness import run_trial
 from trainables.objectives import build_objective
 from trainables.objectives.base import Objective

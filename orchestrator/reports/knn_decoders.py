@@ -10,7 +10,7 @@ configuration of the other swept axes, and a "mean ± std (n)" table per decoder
 A second section reads knn_ib's k-NN H(Z) on the test batches (``test/rate_bits``) beside the
 estimator's bias that the objective measures on the same batches (``test/h_z_knn_bias_bits``:
 the k-NN estimate on a Gaussian of the batch's covariance minus its exact entropy;
-:func:`trainables.estimators.knn_entropy_bias_bits`). ``knn_entropy_vs_beta.png`` draws H(Z)
+:func:`trainables.knn_bias.knn_entropy_bias_bits`). ``knn_entropy_vs_beta.png`` draws H(Z)
 (solid, filled dots), H(Z) - bias (dashed, hollow dots) and shades the band between them, one
 colour per configuration; the table gives all three per beta. Sweeps run before the bias was
 logged get no such section.

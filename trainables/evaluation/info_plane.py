@@ -34,7 +34,7 @@ measurement also logs ``infoplane/izx_floor_bits``, the same estimator on zero-e
 the same N and d: the reading of a representation that carries nothing about X, the plane's
 zero point for that latent size. Compare I(X; Z) across latent sizes against their floors.
 It also logs ``infoplane/knn_bias_bits``, the estimator's bias at the measured Z's own N, d and
-covariance (:func:`~trainables.estimators.knn_entropy_bias_bits`: the k-NN estimate on a Gaussian
+covariance (:func:`~trainables.knn_bias.knn_entropy_bias_bits`: the k-NN estimate on a Gaussian
 of Z's sample covariance minus that Gaussian's exact entropy, bootstrap-corrected for the spread
 of the sample covariance's eigenvalues at large d / N). The floor is that bias for an
 isotropic Z; a latent whose variance sits in a few directions is read with a different bias,
@@ -65,7 +65,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trainables.estimators import knn_entropy, knn_entropy_bias_bits, nats_to_bits, zero_entropy_noise
+from trainables.estimators import knn_entropy, nats_to_bits, zero_entropy_noise
+from trainables.knn_bias import knn_entropy_bias_bits
 
 DECODER_C = 1.0  # inverse L2 strength of the logistic regression, on standardised latents
 MIN_PROBABILITY = 1e-12  # a class the decoder gives probability 0 costs log2(1e12) = 40 bits, not inf
@@ -86,7 +87,7 @@ def info_plane(objective, x: Tensor, y: Tensor, config: Mapping[str, Any]) -> di
         ``{"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/knn_bias_bits", "infoplane/hyz_bits"}``
         and ``"infoplane/rate_bits"`` when the objective's ``evaluate`` reports ``rate_bits``; ``{}``
         without a representation. ``knn_bias_bits`` is NaN when the subset has no more examples
-        than Z has dimensions (:func:`~trainables.estimators.knn_entropy_bias_bits`).
+        than Z has dimensions (:func:`~trainables.knn_bias.knn_entropy_bias_bits`).
 
     Raises:
         ValueError: fewer than 4 examples, or a representation of the wrong shape.

@@ -32,7 +32,7 @@ Per-epoch metrics. Terms of ``forward`` (batch means): ``loss`` (nats), ``h_z_bi
 ``h_z_given_y_bits`` = H[Z | Y], ``rate_bits`` = H[Z] = I[X; Z] (with noise). ``evaluate`` gives
 the same estimates on test batches (noise added as in training), ``izy_bits`` = H[Z] - H[Z | Y],
 ``h_z_knn_bias_bits``, the k-NN estimator's bias beside that H[Z]
-(:func:`~trainables.estimators.knn_entropy_bias_bits`: the same estimator, same ``k``, on a
+(:func:`~trainables.knn_bias.knn_entropy_bias_bits`: the same estimator, same ``k``, on a
 Gaussian of the batch's sample covariance, minus its exact entropy, bootstrap-corrected; ``rate_bits -
 h_z_knn_bias_bits`` is H[Z] corrected for it; its draws come from a generator seeded with the
 trial's ``seed``, so the training stream is untouched; NaN for a batch with no more examples
@@ -72,8 +72,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainables.estimators import (ZERO_ENTROPY_STD, class_conditional_knn_entropy, knn_entropy,
-                                   knn_entropy_bias_bits, nats_to_bits, zero_entropy_noise)
+from trainables.estimators import (ZERO_ENTROPY_STD, class_conditional_knn_entropy, knn_entropy, nats_to_bits,
+                                   zero_entropy_noise)
+from trainables.knn_bias import knn_entropy_bias_bits
 from trainables.evaluation.decoders import GaussianClassDecoder, ResidualFCDecoder, fit_residual_decoder
 from trainables.models import ENCODERS, RESNET_STEMS, build_encoder, pixel_normalization
 from trainables.objectives import register_objective
