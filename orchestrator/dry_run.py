@@ -17,9 +17,14 @@ if TYPE_CHECKING:
 
 
 def print_list() -> None:
-    for name in sweep_names():
-        spec = get_sweep(name)
-        print(f"{name:<26} {spec.num_trials():>4} trials  {spec.objective:<8} {spec.dataset:<9} {spec.paper}")
+    """One row per registered sweep under a header, each column as wide as its longest entry."""
+    header = ("sweep", "trials", "objective", "dataset", "paper")
+    rows = [(name, str(spec.num_trials()), spec.objective, spec.dataset, spec.paper)
+            for name, spec in ((name, get_sweep(name)) for name in sweep_names())]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [cell.rjust(w) if i == 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        print("  ".join([*cells, row[-1]]))
 
 
 def print_dry_run(plan: Plan, available: Mapping[str, float] | None = None) -> None:
@@ -57,14 +62,16 @@ def memory_summary(spec: SweepSpec, options: LaunchOptions, *, most_configs: int
     """
     import warnings
 
-    with warnings.catch_warnings():  # CompressAI's import warns about torch.jit.script
-        warnings.simplefilter("ignore", FutureWarning)
-        from trainables.memory import estimate_trial_memory, format_bytes
-
     configs = spec.trial_configs()
     distinct = list({json.dumps({k: v for k, v in c.items() if k != "seed"}, sort_keys=True): c
                      for c in configs}.values())[:most_configs]
-    estimates = [estimate_trial_memory(config) for config in distinct]
+    # CompressAI scripts functions with torch.jit.script, deprecated in torch 2.14 (a FutureWarning
+    # at import and when its entropy models are built): nothing the user can act on.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+        from trainables.memory import estimate_trial_memory, format_bytes
+
+        estimates = [estimate_trial_memory(config) for config in distinct]
     largest = max(estimates, key=lambda e: e.total_bytes)
     per_gpu = max(1, round(1 / options.gpus_per_trial)) if options.gpus_per_trial < 1 else 1
     checked = f"largest of {len(distinct)} configs" if len(distinct) > 1 else "one config"

@@ -52,10 +52,24 @@ def test_list_shows_every_sweep_with_its_paper(workspace):
     done = subprocess.run([sys.executable, "-m", "orchestrator.sweep", "--list"], capture_output=True, text=True,
                           timeout=60, cwd=workspace.root)
     assert done.returncode == 0
-    lines = done.stdout.splitlines()
+    header, *lines = done.stdout.splitlines()
+    assert header.split() == ["sweep", "trials", "objective", "dataset", "paper"]
     assert len(lines) == len(sweep_names())
     for name, line in zip(sweep_names(), lines):
         assert line.startswith(name) and get_sweep(name).paper in line
+    # every column starts where its header does, for the longest names (simclr_dib_*) too
+    for column in ("objective", "dataset", "paper"):
+        start = header.index(column)
+        assert all(line[start - 1] == " " and line[start] != " " for line in lines), column
+
+
+def test_dry_run_of_a_gpu_sweep_prints_no_warning(workspace):
+    """The memory estimate builds CompressAI's models, which call the deprecated torch.jit.script."""
+    done = subprocess.run([sys.executable, "-m", "orchestrator.sweep", *workspace.args("dib_cifar", "--dry-run")],
+                          capture_output=True, text=True, timeout=120, cwd=workspace.root)
+    assert done.returncode == 0, done.stderr
+    assert "device memory per trial" in done.stdout
+    assert "Warning" not in done.stdout + done.stderr, done.stderr
 
 
 def test_dry_run_lists_the_grid_and_destinations(workspace):
