@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from orchestrator.reports import register_report
 from orchestrator.reports.common import SweepResults, config_column, format_mean_std, format_value, summarize_over_seeds
@@ -160,9 +161,10 @@ def _figure(results, epochs, colour_axis, panel_axes, x_column, cap) -> Figure:
             low, high = line_range[0] - margin, line_range[1] + margin
         for panel in panels[row]:
             panel.set_ylim(low, high)
-    handles = [Line2D([], [], color=colour_of[v], linewidth=2, label=f"{colour_axis}={format_value(v)}") for v in colour_values if v is not None]
-    handles += [Line2D([], [], color="grey", alpha=0.5, linewidth=6, label="log cond: 25–75th pct"),
-                Line2D([], [], color="grey", alpha=0.2, linewidth=6, label="log cond: 5–95th pct")]
+    # the lines as drawn (rows 1-2 have no markers); the percentile bands are areas, so patches, shaded like them
+    handles = [Line2D([], [], color=colour_of[v], linewidth=1.4, label=f"{colour_axis}={format_value(v)}") for v in colour_values if v is not None]
+    handles += [Patch(facecolor="grey", alpha=1 - 0.90 * 0.75, linewidth=0, label="log cond: 25–75th pct"),  # both bands there
+                Patch(facecolor="grey", alpha=0.10, linewidth=0, label="log cond: 5–95th pct")]
     if cap is not None:
         handles.append(Line2D([], [], color="grey", linestyle=":", label="log2 B (InfoNCE cap)"))
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize="small")

@@ -17,9 +17,9 @@ Only finished (TERMINATED) trials count; means and sample standard deviations ar
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -29,6 +29,7 @@ from matplotlib.ticker import MaxNLocator
 from orchestrator.reports import register_report
 from orchestrator.reports.common import SweepResults, config_column, format_value, summarize_over_seeds
 from orchestrator.reports.document import FigureFile, Section, Table, save_figure
+from orchestrator.reports.style import LEGEND_COLUMNS, beta_colors, configuration_color, legend_below
 from orchestrator.reports.versus_beta import configuration_label, counts_sentence, error_table, sweep_configurations
 
 # Zhang et al., Table I (linear evaluation on CIFAR-10, temperature 0.07): (model, beta, train %, test %).
@@ -179,12 +180,16 @@ def _fid_sentence(results: SweepResults) -> str:
     return FID_SKIPPED + " The paper's FID is of DDIM samples drawn from the latent, a generative model this project does not train."
 
 
+PROBES = (("test/acc", "-", "whole latent"), ("probe/first_half_test_acc", "--", "first (contrastive) half"),
+          ("probe/second_half_test_acc", ":", "second half"))
+
+
 def _tradeoff_figure(results, cells, configurations, others, alphas) -> Figure:
-    figure = Figure(figsize=(11.5, 4.4), layout="constrained")
+    figure = Figure(figsize=(11.5, 4.8 + 0.2 * min(len(configurations), 6)), layout="constrained")  # the legend goes below
     left, right = figure.subplots(1, 2)
-    palette = matplotlib.colormaps["tab10"]
+    handles: dict[str, list] = {probe: [] for _, _, probe in PROBES}  # one legend column per probe, one row per configuration
     for index, configuration in enumerate(configurations):
-        color, label = palette(index % 10), configuration_label(others, configuration)
+        color, label = configuration_color(index), configuration_label(others, configuration)
         points = [(a, cells["test/mse"].get((*configuration, format_value(a))), cells["test/acc"].get((*configuration, format_value(a))))
                   for a in alphas]
         points = [(a, m, c) for a, m, c in points if m and c and m[2] and c[2]]
@@ -192,50 +197,52 @@ def _tradeoff_figure(results, cells, configurations, others, alphas) -> Figure:
             x = np.array([m[0] for _, m, _ in points])
             y = 100 * np.array([c[0] for _, _, c in points])
             left.errorbar(x, y, xerr=np.nan_to_num([m[1] for _, m, _ in points]),
-                          yerr=100 * np.nan_to_num([c[1] for _, _, c in points]), color=color, marker="o", label=label, capsize=2)
+                          yerr=100 * np.nan_to_num([c[1] for _, _, c in points]), color=color, marker="o", markersize=4, capsize=2)
             for (alpha, _, _), xi, yi in zip(points, x, y):
                 left.annotate(f"α={alpha:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize="small", color=color)
-        for metric, style in (("test/acc", "-"), ("probe/first_half_test_acc", "--"), ("probe/second_half_test_acc", ":")):
+        for metric, style, probe in PROBES:
             line = [(a, cells[metric].get((*configuration, format_value(a)))) for a in alphas]
             line = [(a, v[0]) for a, v in line if v and v[2]]
             if line:
-                right.plot([a for a, _ in line], [100 * v for _, v in line], linestyle=style, marker="o", markersize=4, color=color)
+                (drawn,) = right.plot([a for a, _ in line], [100 * v for _, v in line], linestyle=style, marker="o", markersize=4,
+                                      color=color, label=f"{label}: probe on the {probe}" if others else f"probe on the {probe}")
+                handles[probe].append(drawn)
     left.set_xlabel("test MSE per pixel (pixels in [0, 1])")
     left.set_ylabel("linear probe test accuracy, whole latent (%)")
-    left.set_title("reconstruction vs linear accuracy")
+    left.set_title("reconstruction vs linear accuracy (whole latent)")
     left.grid(True, alpha=0.3)
-    left.legend(fontsize="small")
     right.set_xlabel("alpha (weight of the reconstruction)")
     right.set_ylabel("linear probe test accuracy (%)")
     right.set_title("probe on the whole latent and on each half")
     right.grid(True, alpha=0.3)
-    right.legend(handles=[Line2D([], [], color="black", linestyle=s, label=l) for s, l in
-                          (("-", "whole latent"), ("--", "first (contrastive) half"), (":", "second half"))], fontsize="small")
+    legend_below(figure, [line for probe in handles for line in handles[probe]], columns=sum(1 for lines in handles.values() if lines))
     figure.suptitle(f"{results.info.name}: mean over seeds ({len(results.finished)} finished trials)")
     return figure
 
 
 def _curves_figure(results: SweepResults) -> Figure:
-    figure = Figure(figsize=(11.5, 4.0), layout="constrained")
+    figure = Figure(figsize=(11.5, 4.8), layout="constrained")  # the legend goes below
     panels = figure.subplots(1, 2)
     final = results.final.set_index("trial_id")
     alphas = sorted({float(a) for a in final[config_column("alpha")].dropna()})
-    cmap = matplotlib.colormaps["viridis"]
-    color_of = {a: cmap(0.9 * i / max(len(alphas) - 1, 1)) for i, a in enumerate(alphas)}
+    color_of = beta_colors(alphas)  # alpha is this sweep's beta: the same palette, the same distinct neighbours
     others = [axis for axis in results.info.axes if axis != "alpha"]
     configurations = sweep_configurations(results.final, others)
     styles = ("-", "--", ":", "-.")
     style_of = {c: styles[i % len(styles)] for i, c in enumerate(configurations)}
+    drawn = {}  # (alpha, configuration) -> the style it was drawn with, for its legend entry
     for trial_id, trial in results.epochs.groupby("trial_id", sort=True):
         trial = trial.sort_values("epoch")
         row = final.loc[trial_id] if trial_id in final.index else None
-        color = "grey" if row is None else color_of.get(float(row[config_column("alpha")]), "grey")
+        alpha = math.nan if row is None else float(row[config_column("alpha")])
         key = () if row is None else tuple(format_value(row[config_column(axis)]) for axis in others)
+        style = {"color": color_of(alpha), "linestyle": style_of.get(key, "-"), "marker": ".", "linewidth": 1.1}
         for panel, metric, scale in ((panels[0], "test/mse", 1.0), (panels[1], "test/acc", 100.0)):
             if metric in trial.columns:
                 points = trial.dropna(subset=[metric])
-                panel.plot(points["epoch"], scale * points[metric], color=color, linestyle=style_of.get(key, "-"),
-                           marker=".", linewidth=1.1)
+                if not points.empty:
+                    panel.plot(points["epoch"], scale * points[metric], **style)
+                    drawn[(alpha, key)] = style
     panels[0].set_yscale("log")
     panels[0].set_ylabel("test MSE per pixel (log scale)")
     panels[1].set_ylabel("linear probe test accuracy, whole latent (%)")
@@ -243,9 +250,12 @@ def _curves_figure(results: SweepResults) -> Figure:
         panel.set_xlabel("epoch")
         panel.grid(True, alpha=0.3)
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
-    handles = [Line2D([], [], color=c, label=f"alpha={a:g}") for a, c in color_of.items()]
-    if others:
-        handles += [Line2D([], [], color="black", linestyle=style_of[c], label=configuration_label(others, c)) for c in configurations]
-    figure.legend(handles=handles, loc="outside right upper", fontsize="small")
+    order = {c: i for i, c in enumerate(configurations)}
+    entries = sorted(drawn.items(), key=lambda item: (math.inf if math.isnan(item[0][0]) else item[0][0], order.get(item[0][1], len(order))))
+    handles = [Line2D([], [], **style, label=(f"alpha={format_value(alpha)}" if not math.isnan(alpha) else "no alpha")
+                      + (f", {configuration_label(others, key)}" if others else ""))
+               for (alpha, key), style in entries]
+    # one column per alpha (as far as they fit), one row per configuration
+    legend_below(figure, handles, columns=min(len({alpha for (alpha, _), _ in entries}), LEGEND_COLUMNS))
     figure.suptitle(f"{results.info.name}: learning curves, one line per trial")
     return figure

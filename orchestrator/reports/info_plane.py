@@ -30,13 +30,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection
 from matplotlib.colors import to_rgba
-from matplotlib.lines import Line2D
 
 from orchestrator.reports import register_report
 from orchestrator.reports.common import SweepResults, config_column, format_mean_std, format_value, summarize_over_seeds
 from orchestrator.reports.document import FigureFile, Section, Table, save_figure
-from orchestrator.reports.evaluation_data import beta_label, other_axes
-from orchestrator.reports.panels import beta_colors, beta_legend, panel_grid
+from orchestrator.reports.evaluation_data import beta_label, other_axes, sweep_betas
+from orchestrator.reports.panels import panel_grid
+from orchestrator.reports.style import add_beta_key, beta_colors
 from orchestrator.reports.versus_beta import configuration_label, counts_sentence
 
 TITLE = "Information plane"
@@ -45,6 +45,8 @@ BIAS = "infoplane/knn_bias_bits"
 CORRECTED = "izx_bits - knn_bias_bits"  # a column the report derives, I(X;Z) corrected for the Gaussian bias
 FILE_NAME, RATE_FILE_NAME = "info_plane.png", "info_plane_rate.png"
 FAINTEST = 0.15  # alpha of a trajectory's first epoch; its last is opaque
+TRAJECTORY = {"linewidth": 1.5, "linestyle": "-"}  # and a dot (LAST_POINT) at its end: a legend entry shows both
+LAST_POINT = {"marker": "o", "markersize": 5}
 
 
 def has_info_plane(results: SweepResults) -> bool:
@@ -107,8 +109,8 @@ def _points(results: SweepResults) -> pd.DataFrame:
 
 def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, path: Path, x_label: str, what: str) -> FigureFile:
     configurations = sorted(points["configuration"].unique())
+    color_of = beta_colors(sweep_betas(results))  # the sweep's betas: the colours of every other figure
     betas = sorted(points["beta"].dropna().unique().tolist()) or [math.nan]
-    color_of, norm = beta_colors(betas)
     figure, panels = panel_grid(len(configurations), width=5.0, height=4.0)
     for panel, configuration in zip(panels, configurations):
         for _, trial in points[points["configuration"] == configuration].groupby("trial_id", sort=True):
@@ -121,31 +123,29 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
             alphas = np.linspace(FAINTEST, 1.0, max(len(x) - 1, 1))
             segments = np.stack([np.column_stack([x[:-1], y[:-1]]), np.column_stack([x[1:], y[1:]])], axis=1)
             if len(segments):
-                panel.add_collection(LineCollection(segments, colors=[to_rgba(color, a) for a in alphas], linewidths=1.5))
+                panel.add_collection(LineCollection(segments, colors=[to_rgba(color, a) for a in alphas],
+                                                    linewidths=TRAJECTORY["linewidth"], linestyles=TRAJECTORY["linestyle"]))
             if x_metric == IZX and _has_bias(trial) and np.isfinite(trial[BIAS].iloc[-1]):
                 # under the dot (zorder), a size larger: a small bias leaves a ring around the dot, not a hidden dot
                 corrected = x[-1] - float(trial[BIAS].iloc[-1])
                 panel.plot([x[-1], corrected], [y[-1], y[-1]], color=color, linestyle="--", linewidth=0.9, alpha=0.7, zorder=2)
                 panel.plot([corrected], y[-1:], marker="o", markersize=7, markerfacecolor="white", markeredgecolor=color,
                            markeredgewidth=1.4, linestyle="none", zorder=2.5)
-            panel.plot(x[-1:], y[-1:], marker="o", markersize=5, color=color, linestyle="none", zorder=3)
+            panel.plot(x[-1:], y[-1:], color=color, linestyle="none", zorder=3, **LAST_POINT)
         floors = points.loc[points["configuration"] == configuration, FLOOR].dropna() if FLOOR in points else []
         if x_metric == IZX and len(floors):
             panel.axvline(float(np.median(floors)), color="grey", linestyle=":", linewidth=1.2)
             panel.annotate("k-NN reading of pure noise (I = 0)", (float(np.median(floors)), 1.0), xycoords=("data", "axes fraction"),
                            xytext=(3, -3), textcoords="offset points", fontsize="x-small", color="grey", va="top", rotation=90)
-        if x_metric == IZX and _has_bias(points):
-            panel.legend(handles=[
-                Line2D([], [], color="grey", marker="o", linestyle="none", label="k-NN reading, last epoch"),
-                Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="--", linewidth=0.9,
-                       label="minus the k-NN bias (Gaussian of Z's covariance)")], fontsize="x-small", loc="best")
         panel.autoscale()
         panel.set_title(configuration, fontsize="medium")
         panel.set_xlabel(x_label)
         panel.set_ylabel("H(Y|Z) upper bound, bits (held-out CE)")
         panel.grid(True, alpha=0.3)
-    figure.suptitle(f"{results.info.name}: information plane\none line per trial, faint = early epochs, dot = last")
-    beta_legend(figure, panels, betas, color_of, norm, results.info.objective or "")
+    hollow = "\nhollow = minus the k-NN bias (Gaussian of Z's covariance)" if x_metric == IZX and _has_bias(points) else ""
+    figure.suptitle(f"{results.info.name}: information plane\none line per trial, faint = early epochs, dot = last{hollow}")
+    add_beta_key(figure, panels, color_of, betas, [beta_label(beta, results.info.objective or "") for beta in betas],
+                 {**TRAJECTORY, **LAST_POINT})
     save_figure(figure, path)
     caption = (f"{results.info.name}: H(Y|Z) (upper bound) against {what}, one trajectory per trial coloured by beta, "
                "transparency by epoch (opaque = last, marked)"

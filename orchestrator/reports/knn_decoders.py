@@ -20,17 +20,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 from orchestrator.reports import register_report
 from orchestrator.reports.common import SweepResults, config_column, format_mean_std, format_value, summarize_over_seeds
 from orchestrator.reports.document import FigureFile, Section, Table, save_figure
 from orchestrator.reports.evaluation_data import beta_label, other_axes
+from orchestrator.reports.style import configuration_color, legend_below
 from orchestrator.reports.versus_beta import (VersusBeta, apply_beta_scale, configuration_label, counts_sentence,
                                               versus_beta_sections)
 
@@ -84,33 +82,31 @@ def _entropy_sections(results: SweepResults, out_dir: Path) -> list[Section]:
 
 
 def _entropy_figure(results: SweepResults, summaries: dict[str, pd.DataFrame], others: list[str]) -> Figure:
-    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
-    axes = figure.add_subplot()
     raw = summaries[H_Z]
-    apply_beta_scale(axes, raw[config_column("beta")].astype(float).tolist())  # the decoder section says how
-    palette = matplotlib.colormaps["tab10"]
     keys = [config_column(axis) for axis in others]
-    groups = raw.groupby(keys, sort=True, dropna=False) if keys else [((), raw)]
-    handles = []
+    groups = list(raw.groupby(keys, sort=True, dropna=False)) if keys else [((), raw)]
+    figure = Figure(figsize=(7.5, 4.8 + 0.2 * min(len(groups), 6)), layout="constrained")  # the legend goes below
+    axes = figure.add_subplot()
+    apply_beta_scale(axes, raw[config_column("beta")].astype(float).tolist())  # the decoder section says how
+    # the drawn artists themselves, one legend column each: H(Z), H(Z) - bias, the band between them
+    handles: tuple[list, list, list] = ([], [], [])
     for index, (key, group) in enumerate(groups):
-        color = palette(index % 10)
+        color = configuration_color(index)
         rows = group.index
         x = group[config_column("beta")].to_numpy(float)
         order = np.argsort(x)
         x = x[order]
         mean = raw.loc[rows, "mean"].to_numpy(float)[order]
         corrected = summaries[H_Z_CORRECTED].loc[rows, "mean"].to_numpy(float)[order]
-        axes.plot(x, mean, color=color, marker="o", markersize=4, linewidth=1.4)
-        axes.plot(x, corrected, color=color, marker="o", markersize=5, markerfacecolor="white", linestyle="--", linewidth=1.2)
-        axes.fill_between(x, corrected, mean, color=color, alpha=0.15, linewidth=0)
         label = configuration_label(others, tuple(format_value(v) for v in (key if isinstance(key, tuple) else (key,))))
-        if others:  # one colour per configuration of the other axes; none to name without them
-            handles.append(Line2D([], [], color=color, label=label))
-    handles += [Line2D([], [], color="black", marker="o", markersize=4, label=f"{H_Z} (k-NN H(Z))"),
-                Line2D([], [], color="black", marker="o", markerfacecolor="white", linestyle="--",
-                       label=f"{H_Z_CORRECTED} (minus the bias)"),
-                Patch(color="grey", alpha=0.3, label="the k-NN bias (Gaussian of the batch's covariance)")]
-    axes.legend(handles=handles, fontsize="small", loc="best")
+        prefix = f"{label}: " if others else ""  # one colour per configuration of the other axes; none to name without them
+        (line,) = axes.plot(x, mean, color=color, marker="o", markersize=4, linewidth=1.4, label=f"{prefix}k-NN H(Z)")
+        (hollow,) = axes.plot(x, corrected, color=color, marker="o", markersize=5, markerfacecolor="white", linestyle="--",
+                              linewidth=1.2, label=f"{prefix}H(Z) - bias")
+        band = axes.fill_between(x, corrected, mean, color=color, alpha=0.15, linewidth=0, label=f"{prefix}the bias")
+        for column, artist in zip(handles, (line, hollow, band)):
+            column.append(artist)
+    legend_below(figure, [artist for column in handles for artist in column], columns=3)
     axes.axhline(0.0, color="grey", linewidth=0.8)  # H(Z) >= 0 with zero-entropy noise: below it, the bias is overstated
     axes.set_ylabel("H(Z), bits per example")
     axes.set_title(f"{results.info.name}: k-NN H(Z) and its bias vs beta ({len(results.finished)} finished trials)")

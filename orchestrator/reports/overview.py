@@ -12,18 +12,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
 import pandas as pd
-from matplotlib.colors import LogNorm, Normalize, SymLogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from orchestrator.reports.common import ERROR, SweepResults, config_column, format_value
 from orchestrator.reports.document import FigureFile, Section, Table, save_figure
+from orchestrator.reports.evaluation_data import beta_label, sweep_betas
+from orchestrator.reports.style import add_beta_key, beta_colors
 
 CURVES_FILE = "curves.png"
-_MAX_LEGEND_BETAS = 12  # more distinct betas than this get a colour bar instead of a legend
+_ERROR_END = {"color": "black", "marker": "x", "markersize": 7, "linestyle": "none"}  # the last epoch of an ERROR trial
+_MARKERS_BELOW = 30  # trials shorter than this many epochs get a dot at every epoch
 
 
 def overview_sections(results: SweepResults, out_dir: Path) -> list[Section]:
@@ -73,7 +74,9 @@ def _plot_curves(results: SweepResults) -> Figure:
     others = [axis for axis in results.info.axes if axis != "beta"]
     beta_column = config_column("beta")
     betas = sorted(float(beta) for beta in epochs[beta_column].dropna().unique())
-    color_of, colorbar_norm = _beta_colors(betas)
+    # the sweep's betas, so that a beta has the colour it has in every other figure of the report
+    color_of = beta_colors(sweep_betas(results) if "beta" in results.info.axes else betas)
+    style = {"linewidth": 1.2, "marker": "." if epochs.groupby("trial_id").size().max() < _MARKERS_BELOW else "None"}
 
     if others:
         groups = list(epochs.groupby([config_column(axis) for axis in others], dropna=False, sort=True))
@@ -81,8 +84,9 @@ def _plot_curves(results: SweepResults) -> Figure:
         groups = [((), epochs)]
     columns = min(len(groups), 3)
     rows = math.ceil(len(groups) / columns)
-    figure = Figure(figsize=(4.2 * columns + 1.5, 3.4 * rows + 0.6), layout="constrained")
+    figure = Figure(figsize=(4.2 * columns + 0.6, 3.4 * rows + 1.4), layout="constrained")  # the legend goes below
     panels = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
+    errors_drawn = False
     for panel, (key, group) in zip(panels.flat, groups):
         key = key if isinstance(key, tuple) else (key,)
         for trial_id, trial in group.groupby("trial_id", sort=True):
@@ -91,13 +95,13 @@ def _plot_curves(results: SweepResults) -> Figure:
             panel.plot(
                 trial["epoch"],
                 trial["test/acc"],
-                color="grey" if pd.isna(beta) else color_of(float(beta)),
+                color=color_of(math.nan if pd.isna(beta) else float(beta)),
                 linestyle=":" if status.get(trial_id) == ERROR else "-",
-                marker="." if len(trial) < 30 else None,
-                linewidth=1.2,
+                **style,
             )
             if status.get(trial_id) == ERROR:
-                panel.plot(trial["epoch"].iloc[-1:], trial["test/acc"].iloc[-1:], color="black", marker="x", markersize=7, linestyle="none")
+                panel.plot(trial["epoch"].iloc[-1:], trial["test/acc"].iloc[-1:], **_ERROR_END)
+                errors_drawn = True
         label = ", ".join(f"{axis}={format_value(value)}" for axis, value in zip(others, key))
         panel.set_title(label or "all trials", fontsize="medium")
         panel.grid(True, alpha=0.3)
@@ -114,32 +118,10 @@ def _plot_curves(results: SweepResults) -> Figure:
         panel.set_ylabel(f"test accuracy ({unit})")
     figure.suptitle(f"{results.info.name}: test/acc per epoch, one line per trial")
 
-    if colorbar_norm is None:
-        handles = [Line2D([], [], color=color_of(beta), label=f"beta={beta:g}") for beta in betas]
-        if ERROR in status.values():
-            handles.append(Line2D([], [], color="grey", linestyle=":", marker="x", markeredgecolor="black", label="ERROR trial (x: last epoch)"))
-        figure.legend(handles=handles, loc="outside right upper", fontsize="small")
-    else:
-        mappable = matplotlib.cm.ScalarMappable(norm=colorbar_norm, cmap="viridis")
-        note = " (dotted, x at the end: ERROR trials)" if ERROR in status.values() else ""
-        figure.colorbar(mappable, ax=panels, label="beta" + note)
+    extra = []
+    if errors_drawn:
+        extra.append(Line2D([], [], **_ERROR_END, label="last epoch of an ERROR trial (its line dotted)"))
+    objective = results.info.objective or ""
+    add_beta_key(figure, list(panels.flat[: len(groups)]), color_of, betas, [beta_label(beta, objective) for beta in betas],
+                 {**style, "linestyle": "-"}, extra=extra, colorbar_label="beta" + (" (dotted: ERROR trials)" if extra else ""))
     return figure
-
-
-def _beta_colors(betas: list[float]):
-    """A colour per beta, and the norm of a colour bar (None when a legend lists the betas)."""
-    cmap = matplotlib.colormaps["viridis"]
-    if len(betas) <= _MAX_LEGEND_BETAS:
-        # Evenly spaced colours by rank tell a handful of grid values apart best.
-        rank = {beta: index for index, beta in enumerate(betas)}
-        spread = max(len(betas) - 1, 1)
-        return (lambda beta: cmap(0.9 * rank[beta] / spread)), None
-    positive = [beta for beta in betas if beta > 0]
-    if positive and min(betas) > 0:
-        norm = LogNorm(vmin=min(betas), vmax=max(betas))
-    elif positive:
-        norm = SymLogNorm(linthresh=min(positive), vmin=min(betas), vmax=max(betas))
-    else:
-        norm = Normalize(vmin=min(betas), vmax=max(betas))
-    return (lambda beta: cmap(norm(beta))), norm
-

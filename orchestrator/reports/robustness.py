@@ -39,7 +39,8 @@ from orchestrator.reports.evaluation_data import (
     sweep_betas,
 )
 from orchestrator.reports.gradient_masking import FLAG, masking_checks, masking_section, violated_checks, warning_line
-from orchestrator.reports.panels import beta_colors, beta_legend, draw_mean_band, panel_grid
+from orchestrator.reports.panels import MEAN_LINE, draw_mean_band, panel_grid
+from orchestrator.reports.style import add_beta_key, beta_colors
 from orchestrator.reports.versus_beta import counts_sentence
 
 TITLE = "Adversarial robustness"
@@ -191,7 +192,8 @@ def _curves_figure(results: SweepResults, name: str, rows: pd.DataFrame, clean: 
     ]
     several_norms = summary["norm"].nunique() > 1
     betas = sweep_betas(results)
-    color_of, norm_bar = beta_colors(betas)
+    color_of = beta_colors(betas)
+    drawn = set()  # the _key of each beta with a line in some panel
     figure, panels = panel_grid(len(panels_keys))
     for panel, (configuration, norm) in zip(panels, panels_keys):
         for beta in betas:
@@ -204,6 +206,7 @@ def _curves_figure(results: SweepResults, name: str, rows: pd.DataFrame, clean: 
             if start is not None and not np.any(x == 0):
                 x, mean, std = np.append(x, 0.0), np.append(mean, start[0]), np.append(std, start[1])
             draw_mean_band(panel, x, mean * scale, std * scale, color_of(beta))
+            drawn.add(_key(beta))
         panel.set_title(configuration + (f", {NORM_NAMES.get(norm, norm)}" if several_norms else ""), fontsize="medium")
         panel.set_xlabel(f"epsilon ({NORM_NAMES.get(norm, norm)} norm of the perturbation, pixels in [0, 1])")
         panel.set_ylabel(f"accuracy under {name} (%)")
@@ -213,5 +216,6 @@ def _curves_figure(results: SweepResults, name: str, rows: pd.DataFrame, clean: 
             top = panel.secondary_xaxis("top", functions=(lambda e: e * 255, lambda k: k / 255))
             top.set_xlabel("epsilon × 255 (8-bit pixel levels)", fontsize="small")
     figure.suptitle(f"{results.info.name}: accuracy under {name} vs epsilon\nmean ± 1 std over seeds; epsilon = 0 is the clean accuracy")
-    beta_legend(figure, panels, betas, color_of, norm_bar, results.info.objective or "")
+    named = [beta for beta in betas if _key(beta) in drawn]
+    add_beta_key(figure, panels, color_of, named, [beta_label(beta, results.info.objective or "") for beta in named], MEAN_LINE)
     return figure

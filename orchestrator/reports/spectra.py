@@ -17,8 +17,10 @@ from matplotlib.ticker import MaxNLocator
 from orchestrator.reports import register_report
 from orchestrator.reports.common import SweepResults
 from orchestrator.reports.document import FigureFile, Section, save_figure
-from orchestrator.reports.evaluation_data import absent_sentence, configuration_labels, evaluation_rows, other_axes, summarize_evaluation, sweep_betas
-from orchestrator.reports.panels import beta_colors, beta_legend, draw_mean_band, panel_grid
+from orchestrator.reports.evaluation_data import (absent_sentence, beta_label, configuration_labels, evaluation_rows, other_axes,
+                                                  summarize_evaluation, sweep_betas)
+from orchestrator.reports.panels import MEAN_LINE, draw_mean_band, panel_grid
+from orchestrator.reports.style import add_beta_key, beta_colors
 from orchestrator.reports.versus_beta import counts_sentence
 
 TITLE = "Singular values of the classifier"
@@ -55,17 +57,19 @@ def spectra(results: SweepResults, out_dir: Path) -> list[Section]:
 def _figure(results: SweepResults, summary):
     configurations = [label for label in configuration_labels(results) if label in set(summary["configuration"])]
     betas = sweep_betas(results)
-    color_of, norm = beta_colors(betas)
+    color_of = beta_colors(betas)
+    drawn = set()  # indices into betas of the ones with a line in some panel
     figure, panels = panel_grid(len(configurations))
     floor = float(summary["mean"].min()) / 10
     for panel, configuration in zip(panels, configurations):
-        for beta in betas:
+        for number, beta in enumerate(betas):
             line = summary[summary["configuration"] == configuration]
             line = line[line["beta"].isna()] if np.isnan(beta) else line[line["beta"] == beta]
             if line.empty:
                 continue
             x, mean, std = (line[c].to_numpy(dtype=float) for c in ("index", "mean", "std"))
             draw_mean_band(panel, x, mean, std, color_of(beta), floor=floor)
+            drawn.add(number)
         panel.set_yscale("log")
         panel.set_title(configuration, fontsize="medium")
         panel.set_xlabel("index of the singular value (0 = largest)")
@@ -73,5 +77,6 @@ def _figure(results: SweepResults, summary):
         panel.grid(True, which="major", alpha=0.3)
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.suptitle(f"{results.info.name}: singular values of the classifier\nmean ± 1 std over seeds at each index")
-    beta_legend(figure, panels, betas, color_of, norm, results.info.objective or "")
+    named = [beta for number, beta in enumerate(betas) if number in drawn]
+    add_beta_key(figure, panels, color_of, named, [beta_label(beta, results.info.objective or "") for beta in named], MEAN_LINE)
     return figure

@@ -5,7 +5,8 @@ mean over seeds as a solid line with a band of +-1 sample standard deviation (dd
 optional second metric as a dashed line of the same colour (mean only). There is one line per
 configuration of the other swept axes (e.g. ``latent_dim=2`` and ``latent_dim=256``). The x axis
 is logarithmic; when the sweep includes beta = 0 it is symlog, linear between 0 and the smallest
-positive beta, so beta = 0 appears at the left as x = 0. A table per metric gives
+positive beta, so beta = 0 appears at the left as x = 0; its ticks are the swept betas. The legend,
+below the axes, names each drawn line (configuration and metric). A table per metric gives
 "mean ± std (n)" per configuration (rows) and beta (columns). Only TERMINATED trials count;
 ERROR trials are listed with the last line of their error.
 """
@@ -15,12 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from orchestrator.reports.common import (
     FINISHED,
@@ -32,6 +31,7 @@ from orchestrator.reports.common import (
     summarize_over_seeds,
 )
 from orchestrator.reports.document import FigureFile, Section, Table, save_figure
+from orchestrator.reports.style import configuration_color, legend_below, set_swept_ticks
 
 
 @dataclass(frozen=True)
@@ -102,24 +102,29 @@ def error_table(results: SweepResults) -> Table | None:
 
 
 def apply_beta_scale(axes: Axes, betas: list[float]) -> str:
-    """Give ``axes`` a log beta axis on which beta = 0 still appears; returns a sentence saying how."""
+    """Give ``axes`` a log beta axis on which beta = 0 still appears, with ticks at the swept
+    ``betas`` only (:func:`orchestrator.reports.style.set_swept_ticks`); returns a sentence saying how."""
     positive = [beta for beta in betas if beta > 0]
     if not positive:
         axes.set_xscale("linear")
+        set_swept_ticks(axes.xaxis, betas)
         return "The beta axis is linear (no positive beta was swept)."
     smallest = min(positive)
     if min(betas) <= 0:
         # linscale=1: the linear stretch [0, smallest] is as wide as one decade.
         axes.set_xscale("symlog", linthresh=smallest, linscale=1.0)
         axes.set_xlabel(f"beta (symlog: linear on [0, {smallest:g}], logarithmic above)")
+        set_swept_ticks(axes.xaxis, betas)
         return f"The beta axis is symlog: beta = 0 is drawn at x = 0, linear up to {smallest:g} (the smallest positive beta), logarithmic above."
     axes.set_xscale("log")
     axes.set_xlabel("beta (log scale)")
+    set_swept_ticks(axes.xaxis, betas)
     return "The beta axis is logarithmic."
 
 
 def _plot(results, spec, metrics, summaries, configurations, others) -> tuple[Figure, str, str]:
-    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    lines = len(configurations) * len(metrics)
+    figure = Figure(figsize=(7.5, 4.8 + 0.2 * min(lines, 12)), layout="constrained")  # the legend goes below
     axes = figure.add_subplot()
     axes.set_xlabel("beta")
     scale_note = apply_beta_scale(axes, [beta for summary in summaries.values() for (_, beta) in summary])
@@ -127,9 +132,9 @@ def _plot(results, spec, metrics, summaries, configurations, others) -> tuple[Fi
     log_y = spec.log_y and bool(np.all(means > 0))
     floor = float(means.min()) / 10 if log_y else None
     clipped = False
-    palette = matplotlib.colormaps["tab10"]
+    handles = {metric: [] for metric in metrics}  # the drawn lines themselves: a legend entry is its line
     for index, configuration in enumerate(configurations):
-        color = palette(index % 10)
+        color = configuration_color(index)
         for metric, style in zip(metrics, ("-", "--")):
             points = sorted((beta, value) for (key, beta), value in summaries[metric].items() if key == configuration)
             if not points:
@@ -137,7 +142,10 @@ def _plot(results, spec, metrics, summaries, configurations, others) -> tuple[Fi
             x = np.array([beta for beta, _ in points])
             mean = np.array([value[0] for _, value in points])
             std = np.nan_to_num(np.array([value[1] for _, value in points]))
-            axes.plot(x, mean, linestyle=style, marker="o" if style == "-" else "s", markersize=4, color=color)
+            what = f"{metric} (mean ± 1 std)" if metric == spec.primary else f"{metric} (mean)"
+            (line,) = axes.plot(x, mean, linestyle=style, marker="o" if style == "-" else "s", markersize=4, color=color,
+                                label=f"{configuration_label(others, configuration)}: {what}" if others else what)
+            handles[metric].append(line)
             if metric == spec.primary:
                 lower = mean - std
                 if floor is not None and np.any(lower <= 0):
@@ -151,11 +159,8 @@ def _plot(results, spec, metrics, summaries, configurations, others) -> tuple[Fi
     axes.set_ylabel(spec.ylabel)
     axes.set_title(f"{results.info.name}: {spec.quantity} vs beta ({len(results.finished)} finished trials)")
     axes.grid(True, which="major", alpha=0.3)
-    handles = [Line2D([], [], color=palette(i % 10), label=configuration_label(others, c)) for i, c in enumerate(configurations)]
-    handles.append(Line2D([], [], color="black", linestyle="-", marker="o", markersize=4, label=f"{metrics[0]} (mean ± 1 std)"))
-    if len(metrics) > 1:
-        handles.append(Line2D([], [], color="black", linestyle="--", marker="s", markersize=4, label=f"{metrics[1]} (mean)"))
-    axes.legend(handles=handles, fontsize="small", loc="best")
+    # one column per metric, one row per configuration
+    legend_below(figure, [line for metric in metrics for line in handles[metric]], columns=sum(1 for m in metrics if handles[m]))
     y_note = ""
     if log_y:
         y_note = " The y axis is logarithmic" + (", and the band is cut at the bottom of the axis where mean - std <= 0." if clipped else ".")
