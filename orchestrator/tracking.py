@@ -11,13 +11,16 @@ logs no epoch twice.
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
+import re
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
@@ -57,6 +60,13 @@ def artifact_location(tracking_uri: str, experiment: str) -> str | None:
     return None
 
 
+# What MLflow 3.17's UI (mlflow/server/js/build) reads to open an experiment on its training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"  # the UI's "Machine learning" kind; "genai_development" is traces
+SHARED_VIEW_TAG = "mlflow.sharedViewState."  # + key: a saved runs-table view, opened by ?viewStateShareKey=key
+UI_HOST = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+
+
 def check_tracking(tracking_uri: str, experiment: str) -> str:
     """Create (or find) the experiment now, on the driver; ValueError if the store is unreachable.
 
@@ -77,12 +87,14 @@ def check_tracking(tracking_uri: str, experiment: str) -> str:
     try:
         client = MlflowClient(tracking_uri)
         found = client.get_experiment_by_name(experiment)
-        if found is not None:
-            return found.experiment_id
-        return client.create_experiment(experiment, artifact_location=artifact_location(tracking_uri, experiment))
+        if found is None:
+            return client.create_experiment(experiment, artifact_location=artifact_location(tracking_uri, experiment),
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        if EXPERIMENT_KIND_TAG not in found.tags:  # an experiment made before the tag; a kind set by hand stays
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return found.experiment_id
     except Exception as error:  # any failure to reach the store is the user's one-line error
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"tracking URI {tracking_uri!r} is unreachable: {first[:200]}") from error
+        raise ValueError(f"tracking URI {tracking_uri!r} is unreachable: {_unreachable_reason(error)}") from error
     finally:
         for key, value in saved.items():
             if value is None:
@@ -91,8 +103,85 @@ def check_tracking(tracking_uri: str, experiment: str) -> str:
                 os.environ[key] = value
 
 
+def runs_url(experiment_id: str, host: str = UI_HOST, view: str | None = None) -> str:
+    """The MLflow UI page with the experiment's training runs, in the saved ``view`` if given.
+
+    In MLflow 3.17 ``#/experiments/ID`` opens the GenAI overview (traces; no runs) for every browser
+    whose "GenAI / Model training" switch is on its default, GenAI: the experiment page follows that
+    switch, not the experiment's tag. The ``/runs`` route with ``workflowType=machine_learning``
+    opens the runs table in the model-training layout whatever the switch says, without changing it.
+    ``view`` is a key returned by :func:`save_runs_view`.
+    """
+    url = f"{host.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    return url + (f"&viewStateShareKey={quote(view, safe='')}" if view else "")
+
+
+def save_runs_view(tracking_uri: str, experiment_id: str, parent_run_id: str, axes: Sequence[str],
+                   metrics: Sequence[str], mode: str = "max") -> str:
+    """Save a runs-table view of one sweep run in its experiment; the key to pass to :func:`runs_url`.
+
+    The view lists that run's trials only (filtered on their parent), with a column per swept axis,
+    the seed and each of ``metrics``, best ``metrics[0]`` first (``mode``: ``max`` or ``min``). It is
+    what the UI's own "share view" saves: the experiment tag ``mlflow.sharedViewState.<key>``, a JSON
+    of search facets and table state, read when the URL carries ``viewStateShareKey=<key>``. The key
+    is the parent run's id, so a resumed sweep saves the same view again.
+    """
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode {mode!r}: expected 'max' or 'min'")
+    state: dict[str, Any] = {
+        "searchFilter": f"tags.`{PARENT_ID_TAG}` = '{parent_run_id}'",
+        "selectedColumns": [*(f"params.`{axis}`" for axis in [*axes, "seed"]),
+                            *(f"metrics.`{metric}`" for metric in metrics)],
+    }
+    if metrics:
+        state.update(orderByKey=f"metrics.`{metrics[0]}`", orderByAsc=mode == "min")
+    MlflowClient(tracking_uri).set_experiment_tag(experiment_id, SHARED_VIEW_TAG + parent_run_id, json.dumps(state))
+    return parent_run_id
+
+
+def _unreachable_reason(error: BaseException, limit: int = 160) -> str:
+    """Why the tracking store could not be reached, in a few words, on one line.
+
+    MLflow's HTTP error wraps requests', which wraps urllib3's, which wraps the socket's; each
+    message repeats the URL, so the first line of the outermost one ends in the middle of a URL.
+    The innermost operating-system reason ("Connection refused", "Name or service not known") says
+    it all; otherwise the innermost message, an HTTP status, or the error's type.
+    """
+    chain = [error]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
+        chain.append(cause)
+    for cause in reversed(chain):
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+    text = " ".join(str(chain[-1]).split())
+    status = re.search(r"error code (\d{3})", text)
+    if status:
+        return f"the server answered HTTP {status.group(1)}"
+    if not text:
+        return type(chain[-1]).__name__
+    return text if len(text) <= limit else text[: limit - 4].rsplit(" ", 1)[0] + " ..."
+
+
+def _short_value(value: Any) -> str:
+    """A swept value as a run name shows it: ``0.5``, ``32``, ``0.001``, ``1e-9``, ``256``, ``infonce``."""
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+        mantissa, _, exponent = text.partition("e")
+        return f"{mantissa}e{int(exponent)}" if exponent else text
+    return str(value)
+
+
 class MlflowTrackingCallback(tune.Callback):
-    """Logs every trial of one sweep run to MLflow from the driver.
+    """Logs every trial of one sweep run to MLflow from the driver, on a delivery thread.
+
+    Tune calls its callbacks on the driver's one loop, and a trial's ``report()`` waits until the
+    driver has handled its result; an MLflow write there (a SQLite commit, an HTTP call) stalls
+    every trial, and Ray warns that the callback is a bottleneck once a hook takes over 0.5 s. So
+    each hook only appends an operation to an ordered queue, and a thread of this callback's own
+    delivers the queue to MLflow: the parent run first, then the operations in order, consecutive
+    epochs of one trial as one ``log_batch``. A failed delivery keeps the queue and retries with
+    back-off; the queue is part of :meth:`get_state`, so operations not yet delivered survive a
+    driver that dies; :meth:`on_experiment_end` waits for the queue to drain.
 
     Args:
         tracking_uri: where the MLflow store is.
@@ -102,7 +191,8 @@ class MlflowTrackingCallback(tune.Callback):
         parent_params: params of the parent run (the config the trials share).
         drain_timeout_s: how long the end of the sweep waits for an unreachable store.
         flush_results, flush_seconds: epoch metrics are delivered once this many operations are
-            queued or this long after the last delivery (``flush_seconds=0``: every result at once).
+            queued or this long after the last delivery (``flush_seconds=0``: every result at once);
+            a trial's start and end are delivered at once.
     """
 
     def __init__(self, tracking_uri: str, experiment: str, run_name: str,
@@ -120,15 +210,35 @@ class MlflowTrackingCallback(tune.Callback):
         self.trial_runs: dict[str, str] = {}  # trial_id -> child run id
         self.last_epoch: dict[str, int] = {}  # trial_id -> last epoch logged
         self.pending: list[dict[str, Any]] = []  # operations not yet delivered, in order
-        self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
+        self._restored: set[str] = set()  # trials whose run a restored state names, not yet read back
+        self._reset_delivery()
+
+    def _reset_delivery(self) -> None:
+        """The delivery thread's state: never pickled, started again by :meth:`setup`."""
+        self._client: MlflowClient | None = None
+        self._lock = threading.Condition()  # guards the queue and the run ids; wakes the thread
+        self._thread: threading.Thread | None = None
+        self._parent_ready = False  # the experiment and the parent run exist in the store
+        self._busy = False  # the thread is delivering
+        self._draining = False  # the sweep ended: deliver everything, however young
+        self._stopping = False
         self._retry_at = 0.0
         self._failures = 0
         self._delivered_at = 0.0
 
-    # Tune pickles callbacks with the Tuner: keep the client out of the pickle.
+    # Tune pickles callbacks with the Tuner: the client, lock and thread stay in this process.
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_client": None}
+        keep = ("tracking_uri", "experiment", "run_name", "parent_tags", "parent_params", "drain_timeout_s",
+                "flush_results", "flush_seconds", "parent_run_id", "trial_runs", "last_epoch", "pending",
+                "_experiment_id")
+        with self._lock:
+            return {key: getattr(self, key) for key in keep}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._restored = set()
+        self._reset_delivery()
 
     @property
     def client(self) -> MlflowClient:
@@ -138,32 +248,24 @@ class MlflowTrackingCallback(tune.Callback):
 
     # ---- Tune's saved state: undelivered operations survive a driver restart ----------------
     def get_state(self) -> dict[str, Any]:
-        return {"parent_run_id": self.parent_run_id, "trial_runs": dict(self.trial_runs),
-                "last_epoch": dict(self.last_epoch), "pending": list(self.pending)}
+        with self._lock:  # the operation being delivered is still queued: saved, and sent again if need be
+            return {"parent_run_id": self.parent_run_id, "trial_runs": dict(self.trial_runs),
+                    "last_epoch": dict(self.last_epoch), "pending": list(self.pending)}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.parent_run_id = state.get("parent_run_id")
-        self.trial_runs = dict(state.get("trial_runs", {}))
-        self.last_epoch = dict(state.get("last_epoch", {}))
-        self.pending = list(state.get("pending", []))
+        with self._lock:
+            self.parent_run_id = state.get("parent_run_id")
+            self.trial_runs = dict(state.get("trial_runs", {}))
+            self.last_epoch = dict(state.get("last_epoch", {}))
+            self.pending = list(state.get("pending", []))
+            self._restored = set(self.trial_runs)
 
-    # ---- Tune hooks: each queues an operation, then delivers what it can ---------------------
+    # ---- Tune hooks: each queues an operation and returns ------------------------------------
     def setup(self, **info: Any) -> None:
-        # Our queue retries; MLflow's own retries would block the Tune loop for minutes meanwhile.
+        # Our queue retries; MLflow's own retries would hold up the queue for minutes meanwhile.
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        self._experiment_id = check_tracking(self.tracking_uri, self.experiment)
-        if self.parent_run_id is None:
-            self.parent_run_id = find_parent_run(self.tracking_uri, self._experiment_id, self.run_name)
-        if self.parent_run_id is None:
-            tags = {**self.parent_tags, PARENT_TAG: self.run_name, "mlflow.runName": self.run_name,
-                    "mlflow.user": _user()}
-            run = self.client.create_run(self._experiment_id, tags=tags, run_name=self.run_name)
-            self.parent_run_id = run.info.run_id
-            self.client.log_batch(self.parent_run_id, params=[Param(k, _param(v)) for k, v in self.parent_params.items()])
-        else:
-            self.client.update_run(self.parent_run_id, status="RUNNING")
-        self._deliver()
+        self._start_delivery()  # the thread opens the parent run first
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._queue({"op": "start", "trial": trial.trial_id, "config": dict(trial.config), "name": _trial_name(trial)})
@@ -183,59 +285,132 @@ class MlflowTrackingCallback(tune.Callback):
                      "status": "FAILED", "error": _trial_error(trial)[:5000]})
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Queue the parent's end, then wait (up to ``drain_timeout_s``) until the queue is delivered."""
         # The sweep finished even if some trials failed (their runs say FAILED); an interrupted
         # sweep's parent is KILLED until --resume sets it RUNNING again.
         done = all(t.status in ("TERMINATED", "ERROR") for t in trials)
         self._queue({"op": "parent_end", "failed": sum(t.status == "ERROR" for t in trials),
                      "status": "FINISHED" if done else "KILLED"})
-        deadline = time.monotonic() + self.drain_timeout_s
-        while self.pending and time.monotonic() < deadline:
-            time.sleep(max(0.0, min(self._retry_at - time.monotonic(), deadline - time.monotonic())))
-            self._deliver()
-        if self.pending:
+        with self._lock:
+            self._draining = True
+            self._retry_at = 0.0  # the end of the sweep is worth one more try at once
+            self._lock.notify_all()
+            delivered = self._lock.wait_for(lambda: not self.pending, timeout=self.drain_timeout_s)
+            self._stopping = True
+            self._lock.notify_all()
+            left = len(self.pending)
+        if self._thread is not None:
+            self._thread.join(timeout=0 if not delivered else 30)
+        if left:
             logger.error("MLflow at %s stayed unreachable: %d operations were not delivered (the metrics are "
-                         "in the parquet files and Tune's result.json)", self.tracking_uri, len(self.pending))
+                         "in the parquet files and Tune's result.json)", self.tracking_uri, left)
 
-    # ---- delivery ----------------------------------------------------------------------------
-    def _queue(self, operation: dict[str, Any]) -> None:
-        """Queue ``operation``; deliver now unless it is an epoch's metrics and the batch is young.
+    def wait_idle(self, timeout_s: float = 60.0) -> bool:
+        """Wait until the thread has delivered what is due, or is backing off after a failure.
 
-        Queued operations are part of :meth:`get_state`, so holding a batch back loses nothing if
-        the driver dies: Tune's saved state carries them into ``--resume``.
+        False if it is still delivering after ``timeout_s``. Tune does not need this; tests and
+        scripts that read MLflow while the sweep runs do.
         """
-        self.pending.append(operation)
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._busy and self._seconds_to_delivery() != 0.0,
+                                       timeout=timeout_s)
+
+    # ---- the delivery thread -----------------------------------------------------------------
+    def _queue(self, operation: dict[str, Any]) -> None:
+        with self._lock:
+            self.pending.append(operation)
+            self._lock.notify_all()
+        self._start_delivery()
+
+    def _start_delivery(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stopping = False
+            self._thread = threading.Thread(target=self._deliver_forever, name="mlflow-delivery", daemon=True)
+            self._thread.start()
+
+    def _seconds_to_delivery(self) -> float | None:
+        """0 when something is due now, else how long until it is (None: until an operation comes).
+
+        Due: the parent run while it is not open; a queue with a trial's start or end in it, or
+        with ``flush_results`` operations, or older than ``flush_seconds``; anything at the end.
+        Never before a failed delivery's back-off has passed. Called with the lock held.
+        """
+        if self._parent_ready and not self.pending:
+            return None
         now = time.monotonic()
-        due = (operation["op"] != "log" or len(self.pending) >= self.flush_results
-               or now - self._delivered_at >= self.flush_seconds)
-        if due and now >= self._retry_at:
+        if now < self._retry_at:
+            return self._retry_at - now
+        if (not self._parent_ready or self._draining or len(self.pending) >= self.flush_results
+                or any(operation["op"] != "log" for operation in self.pending)):
+            return 0.0
+        return max(0.0, self._delivered_at + self.flush_seconds - now) or 0.0
+
+    def _deliver_forever(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stopping and self._seconds_to_delivery() != 0.0:
+                    self._busy = False
+                    self._lock.notify_all()  # idle: wait_idle and the drain look again
+                    self._lock.wait(self._seconds_to_delivery())
+                if self._stopping:
+                    self._busy = False
+                    self._lock.notify_all()
+                    return
+                self._busy = True
             self._deliver()
 
     def _deliver(self) -> None:
-        """Apply queued operations in order; on the first failure keep the rest and back off.
-
-        Consecutive epoch logs of one trial go to MLflow as one ``log_batch``.
-        """
+        """Open the parent run if need be, then apply queued operations in order; on the first
+        failure keep the rest and back off. Consecutive epoch logs of one trial go as one call."""
         self._delivered_at = time.monotonic()
-        while self.pending:
-            count = self._batch_length()
-            try:
-                if self.pending[0]["op"] == "log":
-                    self._apply_logs(self.pending[:count])
+        try:
+            if not self._parent_ready:
+                self._open_parent()
+            while True:
+                with self._lock:
+                    if not self.pending:
+                        break
+                    count = self._batch_length()
+                    batch = self.pending[:count]
+                if batch[0]["op"] == "log":
+                    self._apply_logs(batch)
                 else:
-                    self._apply(self.pending[0])
-            except Exception as error:  # the store is down or unreachable: keep everything, retry later
+                    self._apply(batch[0])
+                with self._lock:
+                    del self.pending[:count]
+                    self._lock.notify_all()
+                self._recovered()
+            self._recovered()
+        except Exception as error:  # the store is down or unreachable: keep everything, retry later
+            with self._lock:
                 self._failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(self._failures, 6))
-                self._retry_at = time.monotonic() + delay
-                if self._failures == 1:
-                    logger.warning("MLflow at %s is unreachable (%s); buffering %d operations and retrying",
-                                   self.tracking_uri, type(error).__name__, len(self.pending))
-                return
-            del self.pending[:count]
-            if self._failures:
-                logger.warning("MLflow at %s is reachable again; delivering buffered operations", self.tracking_uri)
+                self._retry_at = time.monotonic() + min(30.0, 0.5 * 2 ** min(self._failures, 6))
+                first, queued = self._failures == 1, len(self.pending)
+            if first:
+                logger.warning("MLflow at %s is unreachable (%s); buffering %d operations and retrying",
+                               self.tracking_uri, type(error).__name__, queued)
+
+    def _recovered(self) -> None:
+        if self._failures:
+            logger.warning("MLflow at %s is reachable again; delivering buffered operations", self.tracking_uri)
+            with self._lock:
                 self._failures = 0
                 self._retry_at = 0.0
+
+    def _open_parent(self) -> None:
+        """Find or create the experiment and this sweep run's parent run (RUNNING again on a resume)."""
+        self._experiment_id = check_tracking(self.tracking_uri, self.experiment)
+        if self.parent_run_id is None:
+            self.parent_run_id = find_parent_run(self.tracking_uri, self._experiment_id, self.run_name)
+        if self.parent_run_id is None:
+            tags = {**self.parent_tags, PARENT_TAG: self.run_name, "mlflow.runName": self.run_name,
+                    "mlflow.user": _user()}
+            run = self.client.create_run(self._experiment_id, tags=tags, run_name=self.run_name)
+            self.parent_run_id = run.info.run_id
+            self.client.log_batch(self.parent_run_id, params=[Param(k, _param(v)) for k, v in self.parent_params.items()])
+        else:
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+        self._parent_ready = True
 
     def _batch_length(self) -> int:
         """How many queued operations from the head are epoch logs of one trial fitting one call."""
@@ -263,7 +438,8 @@ class MlflowTrackingCallback(tune.Callback):
         metrics = [Metric(k, v, o["time"], o["epoch"]) for o in fresh for k, v in o["metrics"].items()]
         last = max(o["epoch"] for o in fresh)
         self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(LAST_EPOCH_TAG, str(last)), *_masking_tags(fresh)])
-        self.last_epoch[trial_id] = last
+        with self._lock:
+            self.last_epoch[trial_id] = last
 
     def _apply(self, operation: dict[str, Any]) -> None:
         kind = operation["op"]
@@ -279,16 +455,25 @@ class MlflowTrackingCallback(tune.Callback):
             self.client.set_terminated(run_id, status=operation["status"])
 
     def _child_run(self, trial_id: str, config: Mapping[str, Any], name: str) -> str:
-        if trial_id in self.trial_runs:
-            return self.trial_runs[trial_id]
-        found = self.client.search_runs(
-            [self._experiment_id],
-            filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_ID_TAG}` = '{self.parent_run_id}'",
-            max_results=1,
-        )
+        """The trial's child run: known, found by tag, or created. A run known from a restored
+        state is read once: Tune saves that state every few minutes, so the store may hold epochs
+        the state does not count (a trial Tune reruns would otherwise log them twice)."""
+        run_id = self.trial_runs.get(trial_id)
+        if run_id is not None and trial_id not in self._restored:
+            return run_id
+        if run_id is not None:
+            found = [self.client.get_run(run_id)]
+        else:
+            found = self.client.search_runs(
+                [self._experiment_id],
+                filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_ID_TAG}` = '{self.parent_run_id}'",
+                max_results=1,
+            )
         if found:
             run = found[0]
-            self.last_epoch[trial_id] = int(run.data.tags.get(LAST_EPOCH_TAG, 0))
+            with self._lock:
+                self.last_epoch[trial_id] = max(self.last_epoch.get(trial_id, 0),
+                                                int(run.data.tags.get(LAST_EPOCH_TAG, 0)))
             if run.info.status != "RUNNING":
                 self.client.update_run(run.info.run_id, status="RUNNING")
         else:
@@ -297,7 +482,9 @@ class MlflowTrackingCallback(tune.Callback):
             run = self.client.create_run(self._experiment_id, tags=tags, run_name=name)
         if not run.data.params:  # new, or created just before the store went down
             self.client.log_batch(run.info.run_id, params=[Param(k, _param(v)) for k, v in config.items()])
-        self.trial_runs[trial_id] = run.info.run_id
+        with self._lock:
+            self.trial_runs[trial_id] = run.info.run_id
+            self._restored.discard(trial_id)
         return run.info.run_id
 
 
@@ -339,10 +526,19 @@ def _param(value: Any) -> str:
     return str(value)[:6000]
 
 
-def _trial_name(trial) -> str:
-    axes = getattr(trial, "evaluated_params", None) or {}
-    label = ",".join(f"{k}={v}" for k, v in axes.items())
-    return f"{trial.trial_id}" + (f" {label}" if label else "")
+def _trial_name(trial, axes: Sequence[str] | None = None) -> str:
+    """The child run's name: the trial's swept values, then its seed (``beta=0.5 latent_dim=2 seed=0``).
+
+    ``axes`` in the sweep's order; by default the keys Tune swept (``evaluated_params``, which it
+    sorts by name) in the order of the trial's config, which is the sweep spec's.
+    """
+    config = trial.config
+    if axes is None:
+        swept = set(getattr(trial, "evaluated_params", None) or {})
+        axes = [key for key in config if key in swept]
+    keys = [*(key for key in axes if key != "seed"), "seed"]
+    label = " ".join(f"{key}={_short_value(config[key])}" for key in keys if key in config)
+    return label or trial.trial_id
 
 
 def _trial_error(trial) -> str:
@@ -363,3 +559,29 @@ def _user() -> str:
     except Exception:
         return "unknown"
 
+
+def mark_interrupted(tracking_uri: str, experiment_id: str, run_name: str) -> int:
+    """Mark an interrupted sweep run KILLED: its parent run and every child run still RUNNING.
+
+    The driver calls it after an interrupted ``Tuner.fit``: Tune ends no run of a trial it
+    stopped, and its experiment end counts those trials as terminated, so without this the
+    parent would read FINISHED and the stopped trials RUNNING forever. On ``--resume`` the
+    tracking callback sets the parent RUNNING again, and each child ends FINISHED or FAILED with
+    its trial. Returns how many runs it marked (0 if the sweep run has no parent run yet).
+    """
+    parent = find_parent_run(tracking_uri, experiment_id, run_name)
+    if parent is None:
+        return 0
+    client = MlflowClient(tracking_uri)
+    running, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], max_results=1000, page_token=token,
+                                  filter_string=f"tags.`{PARENT_ID_TAG}` = '{parent}' and attributes.status = 'RUNNING'")
+        running += [run.info.run_id for run in page]
+        token = page.token
+        if not token:
+            break
+    for run_id in running:
+        client.set_terminated(run_id, status="KILLED")
+    client.set_terminated(parent, status="KILLED")
+    return len(running) + 1

@@ -114,7 +114,7 @@ def build_tuner(spec: SweepSpec, options: LaunchOptions, callbacks: list[Callabl
             name=options.run_name,
             storage_path=str(options.storage_path),
             # Tune's result.json and progress.csv (results.py reads them), without its TensorBoard
-            # logger (sweep.run sets TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): MLflow is the dashboard.
+            # logger (orchestrator.console.quiet sets TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): MLflow is the dashboard.
             callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
             failure_config=FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),

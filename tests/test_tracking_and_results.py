@@ -41,6 +41,7 @@ def test_a_callback_that_lost_its_state_continues_the_same_runs(tmp_path):
     first.on_trial_result(0, trials, trials[0], _result(1, 0.5))
     first.on_trial_result(0, trials, trials[0], _result(2, 0.6))
     first.on_trial_complete(0, trials, trials[1])
+    first.wait_idle()  # delivered (on the callback's thread) before the driver "dies"
 
     second = _callback(uri)  # a new driver with no saved state: finds its runs by tag
     second.setup()
@@ -68,6 +69,7 @@ def test_a_violated_masking_check_tags_the_run(tmp_path):
                 "robust/masking_cw_succeeds": 1.0, "robust/masking_pgd_monotone_in_steps": 0.0}
     callback.on_trial_result(0, trials, trials[0], {**_result(3, 0.5), **violated})
     callback.on_trial_result(0, trials, trials[1], {**_result(3, 0.5), "robust/masking_violations": 0.0})
+    callback.wait_idle()
     _, children = mlflow_runs(uri, "exp")
     tags = {c.data.tags["ib.trial_id"]: c.data.tags.get("gradient_masking") for c in children}
     # each violated check by name, with what its violation means; the check that held is not named
@@ -84,6 +86,7 @@ def test_epoch_metrics_are_batched_until_a_trial_ends_and_kept_in_the_saved_stat
     callback = _callback(uri, flush_results=64, flush_seconds=3600.0)
     callback.setup()
     callback.on_trial_start(0, trials, trials[0])
+    callback.wait_idle()  # the start (and its params' log_batch) delivered before counting
     calls = []
     original = MlflowClient.log_batch
 
@@ -95,8 +98,10 @@ def test_epoch_metrics_are_batched_until_a_trial_ends_and_kept_in_the_saved_stat
     for epoch in range(1, 6):
         callback.on_trial_result(0, trials, trials[0], {**_result(epoch, 0.1 * epoch),
                                                         "robust/masking_violations": float(epoch == 5)})
+    callback.wait_idle()  # the delivery thread has had its chance to send them
     assert calls == [] and [op["epoch"] for op in callback.get_state()["pending"]] == [1, 2, 3, 4, 5]
     callback.on_trial_complete(0, trials, trials[0])
+    callback.wait_idle()
     assert len(calls) == 1 and callback.get_state()["pending"] == []
     _, children = mlflow_runs(uri, "exp")
     assert metric_steps(uri, children[0].info.run_id, "test/acc") == [1, 2, 3, 4, 5]
@@ -110,6 +115,7 @@ def test_saved_state_round_trips(tmp_path):
     first = _callback(uri)
     first.setup()
     first.on_trial_result(0, trials, trials[0], _result(1, 0.5))
+    first.wait_idle()
     second = _callback(uri)
     second.set_state(first.get_state())
     assert second.parent_run_id == first.parent_run_id and second.last_epoch == {"t1": 1}
@@ -217,12 +223,14 @@ def test_operations_are_buffered_while_the_store_is_down_and_delivered_in_order(
     callback._client = flaky
     callback.on_trial_start(0, trials, trials[0])
     callback.on_trial_result(0, trials, trials[0], _result(1, 0.5))
+    callback.wait_idle()  # delivered before the store goes down
     flaky.down = True
     for epoch in (2, 3):
         callback.on_trial_result(0, trials, trials[0], _result(epoch, 0.1 * epoch))
     callback.on_trial_start(0, trials, trials[1])  # a trial that starts while the store is down
     callback.on_trial_result(0, trials, trials[1], _result(1, 0.9))
     callback.on_trial_complete(0, trials, trials[0])
+    callback.wait_idle()  # the delivery thread tried, failed and is backing off
     assert flaky.calls_refused >= 1 and len(callback.pending) == 5
     assert callback.get_state()["pending"] == callback.pending  # saved with the experiment
     monkeypatch.setattr(callback, "_retry_at", 0.0)
@@ -268,8 +276,10 @@ def test_a_batch_retried_after_it_was_written_is_not_logged_twice(tmp_path, monk
     flaky = _TimeoutAfterWriteClient(mlflow.tracking.MlflowClient(uri))
     callback._client = flaky
     callback.on_trial_start(0, trials, trials[0])
+    callback.wait_idle()
     flaky.down = True
     callback.on_trial_result(0, trials, trials[0], _result(1, 0.5))
+    callback.wait_idle()
     assert flaky.calls_refused == 1 and len(callback.pending) == 1  # kept: the callback saw a failure
     monkeypatch.setattr(callback, "_retry_at", 0.0)
     callback.on_trial_result(0, trials, trials[0], _result(2, 0.6))
