@@ -26,22 +26,29 @@ EVALUATION_COLUMNS = ("evaluation", "metric", "norm", "epsilon", "steps", "index
 METADATA_KEY = b"sweep"
 
 
-def trial_rows(results: Iterable[Any], axes: Iterable[str]) -> tuple[list[dict], list[dict], list[dict]]:
+def trial_rows(results: Iterable[Any], axes: Iterable[str],
+               known: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None) -> tuple[list[dict], list[dict], list[dict]]:
     """Rows of the three tables (epochs, final, evaluations) from Tune ``Result`` objects.
 
     A trial restored from an older checkpoint reports some epochs twice; the last report of
-    each epoch is kept, which is the one its final weights descend from.
+    each epoch is kept, which is the one its final weights descend from. A trial is
+    ``TERMINATED`` once it reported its last epoch (``config["epochs"]``), ``ERROR`` if it
+    failed, else ``INCOMPLETE``: an interrupted sweep's trial that stopped early or never started.
+    A trial that never reported has an empty ``Result.config``; ``known`` (see
+    :func:`known_trials`) maps its path to its trial id and config, so its row still names them.
     """
     axes = list(axes)
+    known = known or {}
     epoch_rows, final_rows, evaluation_rows = [], [], []
     for result in results:
-        config = dict(result.config or {})
-        trial_id = str(result.metrics.get("trial_id") or Path(result.path).name)
+        known_id, known_config = known.get(str(result.path), (None, {}))
+        config = dict(result.config or known_config)
+        trial_id = str(result.metrics.get("trial_id") or known_id or Path(result.path).name)
         history = _history(result)
         epochs_done = max((row["epoch"] for row in history), default=0)
         if result.error is not None:
             status = "ERROR"
-        elif epochs_done >= int(config.get("epochs", 0)):
+        elif history and "epochs" in config and epochs_done >= int(config["epochs"]):
             status = "TERMINATED"
         else:
             status = "INCOMPLETE"
@@ -61,6 +68,18 @@ def trial_rows(results: Iterable[Any], axes: Iterable[str]) -> tuple[list[dict],
             **last,
         })
     return epoch_rows, final_rows, evaluation_rows
+
+
+def known_trials(result_grid: Any) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Trial path -> (trial id, config) for every trial of a Tune ``ResultGrid``, started or not.
+
+    ``Result`` objects take both from a trial's last report, so a trial that never reported
+    (pending when the sweep was interrupted) has neither; Tune's trial objects, which the grid
+    keeps privately, still do. Empty if a Ray version no longer keeps them there.
+    """
+    analysis = getattr(result_grid, "_experiment_analysis", None)
+    return {str(trial.path): (str(trial.trial_id), dict(trial.config or {}))
+            for trial in getattr(analysis, "trials", None) or []}
 
 
 def write_results(directory: Path, epoch_rows: list[dict], final_rows: list[dict], sweep: Mapping[str, Any],

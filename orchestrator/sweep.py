@@ -4,6 +4,12 @@ Everything a user can get wrong (sweep name, ``--set``, values, tracking URI, re
 checked before Ray starts; each mistake is one line on stderr and exit code 2. Then the sweep
 runs under Ray Tune, every trial is logged to MLflow from this process, and the results are
 written as parquet and turned into reports, which are also attached to the sweep's MLflow run.
+
+Ctrl-C stops a sweep cleanly at any moment (``orchestrator.interrupt``): what has finished is
+written to parquet (unfinished trials as ``INCOMPLETE`` rows) and reported, the MLflow runs
+left open are marked KILLED, and the command prints the ``--resume`` line that continues it and
+exits 130. ``sweep.json``'s ``state`` (``running``, ``interrupted``, ``finished``) is what
+``--resume`` looks for.
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ from search_spaces import get_sweep
 from search_spaces.spec import SweepSpec, parse_sets  # noqa: F401 - parse_sets: this CLI's API too
 
 from orchestrator.dry_run import concurrency_summary, print_dry_run, print_list
+from orchestrator.interrupt import EXIT_INTERRUPTED, CtrlC
 from orchestrator.tuner import LaunchOptions
 
 SWEEP_FILE = "sweep.json"
+RUNNING, INTERRUPTED, FINISHED = "running", "interrupted", "finished"  # sweep.json's "state"
 EXIT_USAGE = 2
 EXIT_TRIALS_FAILED = 1
-EXIT_INTERRUPTED = 130
+DEFAULT_STORAGE, DEFAULT_DATA_DIR = "./ray_results", "./data"
+RUN_TIME_FORMAT = "%Y-%m-%d_%H-%M-%S"  # a run's directory: <sweep>_<start time>
 PACKAGES = ("torch", "torchvision", "ray", "mlflow", "compressai", "optuna", "pyarrow", "scikit-learn", "numpy")
 
 
@@ -42,6 +51,7 @@ class Plan:
     tracking_uri: str
     resume: bool
     address: str | None
+    resume_command: str = ""  # the command line that continues this sweep (see resume_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,10 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "--dry-run shows each trial's estimated memory")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     p.add_argument("--address", help="address of an existing Ray cluster (default: start a local one)")
-    p.add_argument("--storage", default=os.environ.get("IB_STORAGE", "./ray_results"),
+    p.add_argument("--storage", default=os.environ.get("IB_STORAGE", DEFAULT_STORAGE),
                    help="where Tune results, parquet and reports go; on a cluster, a path every node "
                         "mounts (default: $IB_STORAGE, else ./ray_results)")
-    p.add_argument("--data-dir", default=os.environ.get("IB_DATA_DIR", "./data"),
+    p.add_argument("--data-dir", default=os.environ.get("IB_DATA_DIR", DEFAULT_DATA_DIR),
                    help="where datasets are read or downloaded (default: $IB_DATA_DIR, else ./data)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     p.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this sweep")
@@ -107,7 +117,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.resume:
         run_name = find_resumable(storage, spec, args.search)
     else:
-        run_name = f"{spec.name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+        run_name = f"{spec.name}_{time.strftime(RUN_TIME_FORMAT)}"
     options = LaunchOptions(
         storage_path=storage,
         run_name=run_name,
@@ -118,7 +128,39 @@ def make_plan(args: argparse.Namespace) -> Plan:
         search=args.search,
         trials=args.trials,
     )
-    return Plan(spec, options, resolve_tracking_uri(args.tracking_uri), args.resume, args.address)
+    return Plan(spec, options, resolve_tracking_uri(args.tracking_uri), args.resume, args.address,
+                resume_command(args))
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """``python -m orchestrator.sweep NAME [options] --resume``: the command that continues this sweep.
+
+    Every option that shapes the trials, their resources or where things go is repeated, quoted
+    for a POSIX shell; destinations that came from environment variables are written out, so the
+    line also works in a fresh shell.
+    """
+    words = ["python", "-m", "orchestrator.sweep", args.name]
+    if args.smoke:
+        words.append("--smoke")
+    for flag, value in (("--epochs", args.epochs), ("--seeds", args.seeds)):
+        if value is not None:
+            words += [flag, str(value)]
+    for item in args.set:
+        words += ["--set", item]
+    for flag, value in (("--cpus-per-trial", args.cpus_per_trial), ("--gpus-per-trial", args.gpus_per_trial),
+                        ("--trials-per-gpu", args.trials_per_gpu), ("--max-concurrent", args.max_concurrent),
+                        ("--address", args.address)):
+        if value is not None:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if args.search != "grid":
+        words += ["--search", args.search, "--trials", str(args.trials)]
+    for flag, value, default in (("--storage", args.storage, DEFAULT_STORAGE), ("--data-dir", args.data_dir, DEFAULT_DATA_DIR)):
+        if value != default:
+            words += [flag, value]
+    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if tracking_uri:
+        words += ["--tracking-uri", tracking_uri]
+    return " ".join(shlex.quote(word) for word in [*words, "--resume"])
 
 
 def check_writable(directory: Path, flag: str) -> None:
@@ -136,9 +178,13 @@ def check_writable(directory: Path, flag: str) -> None:
 
 
 def find_resumable(storage: Path, spec: SweepSpec, search: str) -> str:
-    """The newest run of this sweep without final results; refuse it if the spec changed."""
+    """The newest unfinished run of this sweep (interrupted, or its driver killed); refuse it if the spec changed.
+
+    An interrupted run has parquet files and reports of what had finished; the resume
+    overwrites them.
+    """
     candidates = sorted(
-        (p for p in storage.glob(f"{spec.name}_*") if (p / SWEEP_FILE).is_file() and not (p / "final.parquet").exists()),
+        (p for p in storage.glob(f"{spec.name}_*") if _is_run_of(p.name, spec.name) and not _finished(p)),
         key=lambda p: p.name,
     )
     if not candidates:
@@ -150,6 +196,41 @@ def find_resumable(storage: Path, spec: SweepSpec, search: str) -> str:
         raise ValueError(f"--resume: {run_dir.name} was started with another spec ({'; '.join(differences)}); "
                          "rerun with the same options, or start a new sweep without --resume")
     return run_dir.name
+
+
+def _is_run_of(directory: str, sweep: str) -> bool:
+    """Whether ``directory`` is named like a run of ``sweep`` (not of a sweep whose name extends it)."""
+    try:
+        time.strptime(directory[len(sweep) + 1:], RUN_TIME_FORMAT)
+    except ValueError:
+        return False
+    return directory.startswith(sweep + "_")
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` ended (its sweep.json says so); True if it has no sweep.json.
+
+    A sweep.json without a ``state`` (written by an earlier version of this module) counts as
+    finished once final.parquet exists, which then was written only at the end.
+    """
+    path = run_dir / SWEEP_FILE
+    if not path.is_file():
+        return True
+    try:
+        state = json.loads(path.read_text()).get("state")
+    except (OSError, ValueError):
+        return True
+    return state == FINISHED if state is not None else (run_dir / "final.parquet").exists()
+
+
+def record_state(run_dir: Path, state: str, record: dict[str, Any] | None = None) -> None:
+    """Write ``state`` into ``run_dir/sweep.json`` (``record``: the whole file, for a new run), atomically."""
+    path = run_dir / SWEEP_FILE
+    record = dict(record) if record is not None else json.loads(path.read_text())
+    record["state"] = state
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
 
 
 def spec_differences(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
@@ -190,26 +271,33 @@ def provenance(spec: SweepSpec) -> dict[str, str]:
 
 # ---- the run -----------------------------------------------------------------------------
 
-def run(plan: Plan) -> int:
+def run(plan: Plan, ctrl_c: CtrlC | None = None) -> int:
+    """Run the planned sweep; the exit code: 0, 1 if a trial failed, 130 if it was interrupted.
+
+    ``ctrl_c``: the Ctrl-C handling :func:`main` installed before its own checks; without it,
+    the run installs its own.
+    """
+    if ctrl_c is None:
+        with CtrlC() as own:
+            return run(plan, own)
     import ray
 
-    from orchestrator.progress import ProgressCallback
-    from orchestrator.tracking import MlflowTrackingCallback, check_tracking
-    from orchestrator.tuner import build_tuner, restore_tuner
+    from orchestrator.console import quiet
+    from orchestrator.tracking import check_tracking
 
     spec, options = plan.spec, plan.options
     experiment_id = check_tracking(plan.tracking_uri, spec.name)
-
-    # Tune's own per-trial tables and checkpoint chatter drown the one line per trial we print.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the loggers tuner.build_tuner names are kept
-    started_ray = not ray.is_initialized()  # a caller (a notebook, the tests) may have started it
-    if started_ray:
-        ray.init(address=plan.address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     expected = spec.num_trials() if options.search == "grid" else options.trials
+    if plan.address is None:  # recorded before Ray starts, so a Ctrl-C from here on leaves a run to resume
+        _record_start(plan)
+    quiet(options.run_dir)  # Ray's, Tune's and MLflow's messages to run_dir/sweep.log; before ray.init
+    started_ray = False
+    result_grid = None
     try:
-        if plan.address is not None:  # on a cluster: before anything is written
+        if not ray.is_initialized() and not ctrl_c.requested:  # a caller (a notebook, the tests) may have started it
+            started_ray = True
+            ray.init(address=plan.address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        if plan.address is not None and not ctrl_c.requested:  # on a cluster: before anything is written
             from orchestrator.preflight import check_resources_can_be_met, check_storage_on_every_node
 
             try:
@@ -218,23 +306,21 @@ def run(plan: Plan) -> int:
             except ValueError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return EXIT_USAGE
-        options.run_dir.mkdir(parents=True, exist_ok=True)
-        if not plan.resume:
-            sweep_record = {"spec": spec.to_dict(), "search": options.search, "trials": options.trials,
-                            "tracking_uri": plan.tracking_uri, "command": sys.argv}
-            (options.run_dir / SWEEP_FILE).write_text(json.dumps(sweep_record, indent=2))
-        print(f"sweep {spec.name}: {expected} trials -> {options.run_dir}", flush=True)
-        if plan.resume:
-            tuner = restore_tuner(options)
-        else:
-            callbacks = [
-                MlflowTrackingCallback(plan.tracking_uri, spec.name, options.run_name, provenance(spec),
-                                       {k: v for k, v in spec.base_config().items() if k not in spec.grid}),
-                ProgressCallback(expected, list(spec.grid), [spec.metric, "test/rate_bits"]),
-            ]
-            tuner = build_tuner(spec, options, callbacks)
-        result_grid = tuner.fit()
+            _record_start(plan)
+        if not ctrl_c.requested:
+            _say(f"sweep {spec.name}: {expected} trials -> {options.run_dir}")
+            tuner = _tuner(plan, expected)
+            ctrl_c.enter("fitting")
+            if not ctrl_c.requested:
+                result_grid = tuner.fit()
+        ctrl_c.enter("writing")
+    except KeyboardInterrupt:  # Ctrl-C twice: no outputs; Tune's saved state is what --resume continues from
+        ctrl_c.enter("closing")
+        if started_ray:
+            ray.shutdown()
+        return _interrupted(plan, experiment_id, expected, None)
     except BaseException:
+        ctrl_c.enter("closing")
         if started_ray:
             ray.shutdown()
         raise
@@ -244,41 +330,156 @@ def run(plan: Plan) -> int:
     if stopping is not None:
         stopping.start()
     try:
-        return _write_outputs(plan, result_grid, expected, experiment_id)
+        return _write_outputs(plan, result_grid, expected, experiment_id, ctrl_c)
+    except KeyboardInterrupt:  # Ctrl-C twice while the outputs were written
+        ctrl_c.enter("closing")
+        return _interrupted(plan, experiment_id, expected, None)
     finally:
+        ctrl_c.enter("closing")
         if stopping is not None:
             stopping.join()
 
 
-def _write_outputs(plan: Plan, result_grid, expected: int, experiment_id: str) -> int:
-    """Parquet, reports and the parent run's artifacts of a finished sweep; the exit code."""
+def _record_start(plan: Plan) -> None:
+    """sweep.json in the run directory: the spec a resume must match, and the state ``running``."""
+    options = plan.options
+    if not (options.run_dir / SWEEP_FILE).is_file():
+        options.run_dir.mkdir(parents=True, exist_ok=True)
+        record_state(options.run_dir, RUNNING, {
+            "spec": plan.spec.to_dict(), "search": options.search, "trials": options.trials,
+            "tracking_uri": plan.tracking_uri, "command": sys.argv})
+    elif plan.resume:
+        record_state(options.run_dir, RUNNING)
+
+
+def _tuner(plan: Plan, expected: int):
+    """A new Tuner, or the saved one of the run being resumed.
+
+    A run interrupted before Tune saved its first experiment state (while Ray started) has
+    nothing to restore: it starts afresh, under its name.
+    """
+    from orchestrator.progress import ProgressCallback
+    from orchestrator.tracking import MlflowTrackingCallback
+    from orchestrator.tuner import build_tuner, restore_tuner
+
+    spec, options = plan.spec, plan.options
+    if plan.resume and any(options.run_dir.glob("experiment_state-*.json")):
+        return restore_tuner(options)
+    callbacks = [
+        MlflowTrackingCallback(plan.tracking_uri, spec.name, options.run_name, provenance(spec),
+                               {k: v for k, v in spec.base_config().items() if k not in spec.grid}),
+        ProgressCallback(expected, list(spec.grid), [spec.metric, "test/rate_bits"]),
+    ]
+    return build_tuner(spec, options, callbacks)
+
+
+def _write_outputs(plan: Plan, result_grid, expected: int, experiment_id: str, ctrl_c: CtrlC) -> int:
+    """Parquet, reports and the parent run's artifacts of a sweep, finished or interrupted; the exit code.
+
+    The summary, the parquet paths and the MLflow command are printed before the reports are
+    built; a Ctrl-C during the reports leaves them unfinished and the run resumable.
+    """
     from orchestrator import results as results_io
-    from orchestrator.reports import build_reports
     from orchestrator.tracking import find_parent_run, log_artifacts
 
     spec, options = plan.spec, plan.options
-    epoch_rows, final_rows, evaluation_rows = results_io.trial_rows(result_grid, spec.grid)
-    statuses = [row["status"] for row in final_rows]
-    if "INCOMPLETE" in statuses or len(final_rows) < expected:
-        done = statuses.count("TERMINATED") + statuses.count("ERROR")
-        print(f"sweep interrupted: {done} of {expected} trials finished. Continue it with:\n"
-              f"  python -m orchestrator.sweep {' '.join(shlex.quote(a) for a in sys.argv[1:] if a != '--resume')} --resume",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+    if result_grid is None:  # stopped before Tune ran
+        return _interrupted(plan, experiment_id, expected, None)
+    epoch_rows, final_rows, evaluation_rows = results_io.trial_rows(result_grid, spec.grid,
+                                                                   results_io.known_trials(result_grid))
     written = results_io.write_results(options.run_dir, epoch_rows, final_rows, run_metadata(spec, options),
                                        evaluation_rows)
-    report = build_reports(options.run_dir)
+    statuses = [row["status"] for row in final_rows]
+    finished, failed = statuses.count("TERMINATED"), statuses.count("ERROR")
+    if ctrl_c.requested or "INCOMPLETE" in statuses or len(final_rows) < expected:
+        return _interrupted(plan, experiment_id, expected, (finished, failed, written), ctrl_c)
+
+    _say(f"\nsweep {spec.name}: {finished} trials finished, {failed} failed")
+    _say(f"results: {', '.join(str(p) for p in written)}")
+    _say(_mlflow_line(plan, experiment_id))
+    report = _build_reports(options.run_dir, ctrl_c, presses=0)
+    if report is None:
+        return _interrupted(plan, experiment_id, expected, None)
     parent = find_parent_run(plan.tracking_uri, experiment_id, options.run_name)
     if parent is not None:
         log_artifacts(plan.tracking_uri, parent, report.parent)
-
-    failed = statuses.count("ERROR")
-    print(f"\nsweep {spec.name}: {statuses.count('TERMINATED')} trials finished, {failed} failed")
-    print(f"results: {', '.join(str(p) for p in written)}")
-    print(f"report:  {report}  (and {report.with_suffix('.html')})")
-    print(f"mlflow:  mlflow ui --backend-store-uri {plan.tracking_uri}   "
-          f"then open http://127.0.0.1:5000/#/experiments/{experiment_id}")
+    record_state(options.run_dir, FINISHED)
+    _say(f"report:  {report}  (and {report.with_suffix('.html')})")
     return EXIT_TRIALS_FAILED if failed else 0
+
+
+def _interrupted(plan: Plan, experiment_id: str, expected: int, outcome: tuple[int, int, list[Path]] | None,
+                 ctrl_c: CtrlC | None = None) -> int:
+    """End an interrupted sweep: sweep.json and MLflow say so, what finished is reported, and the
+    ``--resume`` line is printed; exit code 130.
+
+    ``outcome`` is (trials finished, trials failed, parquet files written), or None when no
+    outputs were written (stopped before Tune ran, Ctrl-C twice, or during the reports).
+    """
+    from orchestrator.tracking import mark_interrupted
+
+    spec, options = plan.spec, plan.options
+    if (options.run_dir / SWEEP_FILE).is_file():
+        record_state(options.run_dir, INTERRUPTED)
+    try:
+        mark_interrupted(plan.tracking_uri, experiment_id, options.run_name)
+    except Exception as error:  # an unreachable store must not hide the resume line
+        print(f"warning: could not mark the sweep's MLflow runs KILLED ({type(error).__name__}: {error})",
+              file=sys.stderr)
+    if outcome is not None:
+        finished, failed, written = outcome
+        _say(f"\nsweep {spec.name} interrupted: {finished} of {expected} trials finished, {failed} failed, "
+             f"the others are INCOMPLETE")
+        _say(f"results: {', '.join(str(p) for p in written)}")
+        _say(_mlflow_line(plan, experiment_id))
+        if finished and ctrl_c is not None:
+            report = _build_reports(options.run_dir, ctrl_c, presses=1)
+            if report is not None:
+                _say(f"report:  {report}  (the finished trials only)")
+    if not (options.run_dir / SWEEP_FILE).is_file():
+        print("sweep stopped before it started; nothing was written. Run it again with:\n"
+              f"  {plan.resume_command.removesuffix(' --resume')}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"sweep interrupted. Continue it with:\n  {plan.resume_command}", file=sys.stderr, flush=True)
+    return EXIT_INTERRUPTED
+
+
+def _build_reports(run_dir: Path, ctrl_c: CtrlC, presses: int) -> Path | None:
+    """Build the reports from the parquet files; None if Ctrl-C was pressed more than ``presses``
+    times before they began, or cut them short."""
+    from orchestrator.reports import build_reports
+
+    ctrl_c.enter("reports")
+    try:
+        if ctrl_c.presses > presses:
+            return None
+        return build_reports(run_dir)
+    except KeyboardInterrupt:
+        return None
+    finally:
+        ctrl_c.enter("writing")
+
+
+def _mlflow_line(plan: Plan, experiment_id: str) -> str:
+    """How to open this sweep's trials in the MLflow UI: the runs table, in a saved view with the
+    swept axes and the headline metrics as columns (tracking.save_runs_view)."""
+    from orchestrator.tracking import find_parent_run, runs_url, save_runs_view
+
+    spec = plan.spec
+    try:
+        parent = find_parent_run(plan.tracking_uri, experiment_id, plan.options.run_name)
+        view = parent and save_runs_view(plan.tracking_uri, experiment_id, parent, list(spec.grid),
+                                         [spec.metric, "test/rate_bits"], spec.mode)
+    except Exception:  # the store went away: the plain runs page still shows the trials
+        view = None
+    return f"mlflow:  mlflow ui --backend-store-uri {plan.tracking_uri}   then open {runs_url(experiment_id, view=view)}"
+
+
+def _say(line: str) -> None:
+    """One of the sweep's own lines on stdout (above the live progress view, on a terminal)."""
+    from orchestrator.console import say
+
+    say(line)
 
 
 def check_resources(available: dict[str, float], options: LaunchOptions) -> None:
@@ -305,16 +506,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print_dry_run(plan, available)
             return 0
-        from orchestrator.tracking import check_tracking
-
-        check_tracking(plan.tracking_uri, plan.spec.name)
-        if available is not None:
-            check_resources(available, plan.options)
-            print(concurrency_summary(plan.options, available), flush=True)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    return run(plan)
+    except KeyboardInterrupt:  # before the sweep's Ctrl-C handling is in place; nothing was written
+        print("\ninterrupted before the sweep started; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    with CtrlC() as ctrl_c:  # from the first slow step on (creating the MLflow store)
+        try:
+            from orchestrator.console import hold
+            from orchestrator.tracking import check_tracking
+
+            hold()  # creating a new MLflow store logs its schema migrations: to sweep.log, not the console
+            check_tracking(plan.tracking_uri, plan.spec.name)
+            if available is not None:
+                check_resources(available, plan.options)
+                print(concurrency_summary(plan.options, available), flush=True)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return run(plan, ctrl_c)
 
 
 def _local_gpus() -> int:

@@ -1,7 +1,12 @@
-"""A sweep interrupted after some trials and rerun with --resume: every trial exactly once."""
+"""A sweep interrupted by Ctrl-C while two trials train at once, continued with the printed
+--resume command: every trial exactly once. Ctrl-C at the sweep's other moments is
+tests/test_interrupt.py."""
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,38 +19,45 @@ from tests.helpers import metric_steps, mlflow_runs, read_tables
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["vib_digits", "--smoke", "--set", "beta=[0.001, 0.01, 0.1, 1.0]", "--epochs", "3", "--max-concurrent", "1"]
+ARGS = ["vib_digits", "--smoke", "--set", "beta=[0.001, 0.01, 0.1, 1.0]", "--epochs", "3"]  # two trials at once
 
 
 def test_interrupted_sweep_resumes_without_duplicates(workspace, ray_session, capsys):
     process = subprocess.Popen([sys.executable, "-u", "-m", "orchestrator.sweep", *workspace.args(*ARGS)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workspace.root)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workspace.root,
+                               start_new_session=True)
     deadline = time.monotonic() + 240
     seen = []
     for line in process.stdout:  # wait until the first trial has finished, then press Ctrl-C
         seen.append(line)
         if line.startswith("[1/4]"):
-            process.send_signal(signal.SIGINT)
+            os.killpg(process.pid, signal.SIGINT)  # as a terminal does: to the driver and its local Ray
             break
         if time.monotonic() > deadline:
             process.kill()
             pytest.fail("no trial finished in 240 s:\n" + "".join(seen[-30:]))
     rest, _ = process.communicate(timeout=180)
     assert process.returncode == 130, "".join(seen) + rest
-    assert "--resume" in rest
+    command = rest.splitlines()[rest.splitlines().index("sweep interrupted. Continue it with:") + 1].strip()
+    assert command.startswith("python -m orchestrator.sweep vib_digits ") and command.endswith(" --resume")
 
-    _, children = mlflow_runs(workspace.tracking_uri, "vib_digits")
+    parents, children = mlflow_runs(workspace.tracking_uri, "vib_digits")
+    assert parents[0].info.status == "KILLED" and {c.info.status for c in children} <= {"FINISHED", "KILLED"}
     finished_before = {c.data.tags["ib.trial_id"] for c in children if c.info.status == "FINISHED"}
     assert 1 <= len(finished_before) < 4
     (run_dir,) = workspace.run_dirs("vib_digits")
-    assert not (run_dir / "final.parquet").exists()
+    assert json.loads((run_dir / "sweep.json").read_text())["state"] == "interrupted"
+    _, final = read_tables(run_dir)  # what had finished, and the rest as INCOMPLETE
+    assert len(final) == 4 and set(final[final["status"] == "TERMINATED"]["trial_id"]) >= finished_before
+    assert set(final["status"]) == {"TERMINATED", "INCOMPLETE"}
+    written = (run_dir / "final.parquet").stat().st_mtime_ns
 
     # the spec changed since the sweep started: refused, naming the difference, nothing touched
     assert main(workspace.args(*ARGS, "--set", "lr=0.01", "--resume")) == 2
     assert "was started with another spec (config.lr: was 0.001, now 0.01)" in capsys.readouterr().err
-    assert not (run_dir / "final.parquet").exists()
+    assert (run_dir / "final.parquet").stat().st_mtime_ns == written
 
-    assert main(workspace.args(*ARGS, "--resume")) == 0
+    assert main(shlex.split(command)[3:]) == 0  # the printed command itself, in this process
 
     parents, children = mlflow_runs(workspace.tracking_uri, "vib_digits")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
