@@ -8,7 +8,7 @@ import sys
 
 BENCHMARKS = {
     "data_pipeline": "device-resident batches + on-device crop/flip vs a torchvision DataLoader",
-    "sweep_overhead": "8 short trials through Ray Tune vs the same trials called in-process",
+    "sweep_overhead": "a sweep's fixed and per-trial seconds through the CLI vs the same trials in-process, interleaved, one nice level",
     "sweep_phases": "a short sweep's driver phases (tracking, ray.init, Tune, outputs) and trials on one time line",
     "dib_cifar_sweep": "dib_cifar on one GPU: packed fast-path trials vs the paper's DataLoader + fp32 setup (CUDA only)",
     "dib_cifar_full": "the whole dib_cifar sweep end to end on one GPU, trials packed as Tune packs them (CUDA)",

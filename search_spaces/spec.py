@@ -70,6 +70,7 @@ HARNESS_DEFAULTS: dict[str, Scalar] = {
     # The information plane (docs/information_plane.md): I(X;Z) by k-NN entropy and an upper bound on H(Y|Z)
     "infoplane_every": 0,  # measure it after every this many epochs and after the last (0 = off)
     "infoplane_subset": 500,  # on the first this many test examples
+    "infoplane_bias": "last",  # its k-NN bias (costlier than the rest): "last" epoch only, where the report reads it, or "every"
 }
 
 # Value rules shared by all objectives; an objective adds its own in register_objective_defaults.
@@ -80,7 +81,8 @@ NONNEGATIVE = {"seed", "weight_decay", "train_subset", "test_subset", "crop_padd
                "infoplane_every", "checkpoint_min_seconds"}
 CHOICES = {"lr_schedule": ("step", "cosine", "plateau"), "augment": ("none", "crop_flip"),
            "batch_sampler": ("random", "class_balanced"), "precision": ("auto", "fp32", "bf16"),
-           "channels_last": ("auto", "on", "off"), "compile": ("off", "on", "cudagraphs")}
+           "channels_last": ("auto", "on", "off"), "compile": ("off", "on", "cudagraphs"),
+           "infoplane_bias": ("last", "every")}
 # Comma-separated lists in string keys, and what each element must be.
 LISTS = {"evaluations": ("fgsm", "pgd", "apgd_ce", "apgd_dlr", "cw_l2"), "fgsm_epsilons": float,
          "pgd_epsilons": float, "pgd_steps": int, "l2_epsilons": float, "apgd_norms": ("linf", "l2")}

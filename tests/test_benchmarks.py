@@ -64,6 +64,26 @@ def test_sweep_phases_puts_the_driver_and_the_trials_on_one_time_line(tmp_path):
         assert fit[0] <= begin <= end <= fit[1], (label, begin, end, fit)
 
 
+@pytest.mark.slow
+def test_sweep_overhead_fits_fixed_and_per_trial_seconds_at_one_nice_level(tmp_path):
+    # its own process: each CLI run starts and stops its own local Ray
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "sweep_overhead", "--epochs", "1", "--trials", "1,2",
+                           "--repeats", "1"], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = done.stdout
+    # both halves at both sizes, each printed as it finishes
+    assert len(re.findall(r"^  repeat 1, [12] trials?, (in-process|CLI, local Ray): [\d.]+ s$", out, flags=re.M)) == 4, out
+    assert re.search(r"^load average \(1, 5, 15 min\): [\d. ]+ before, [\d. ]+ after$", out, flags=re.M), out
+    # Ray's default would start the trial workers at nice 15 against the in-process trials' 0
+    nice = re.search(r"^nice level: in-process trials and the CLI's driver (\d+); trial workers "
+                     r"RAY_worker_niceness=(\d+), seen at (.+)$", out, flags=re.M)
+    assert nice and nice[1] == nice[2] == nice[3], out
+    number = r"-?[\d.]+"
+    assert re.search(rf"^CLI, local Ray: fixed {number} s \({number} to {number}\) per sweep, "
+                     rf"per trial {number} s \({number} to {number}\)", out, flags=re.M), out
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
 def test_dib_cifar_sweep_needs_a_gpu(capsys):
     assert main(["dib_cifar_sweep"]) == 2

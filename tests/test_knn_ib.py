@@ -133,7 +133,8 @@ def test_sweep_validation_keeps_beta_in_the_unit_interval(beta):
 def test_a_whole_trial_fits_decoders_before_the_attacks(tmp_path):
     """Synthetic clusters: decoders near 100%, FGSM through the fitted residual decoder, info plane logged."""
     config = smoke_config(dataset="synthetic", epochs=2, beta=0.4, eval_subset=500, infoplane_every=1,
-                          infoplane_subset=200, decoder_epochs=10, decoder_width=64, train_subset=0, test_subset=0)
+                          infoplane_bias="every", infoplane_subset=200, decoder_epochs=10, decoder_width=64,
+                          train_subset=0, test_subset=0)
     reports = []
     torch.manual_seed(0)
     run_trial(config, data_dir=tmp_path, device=torch.device("cpu"), report=lambda m, d: reports.append(m))

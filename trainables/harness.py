@@ -266,14 +266,18 @@ def _final_evaluations(model: Objective, data: Dataset, config) -> dict[str, Any
 
 def _epoch_metrics(model: Objective, data: Dataset, epoch: int, config) -> dict[str, float]:
     """The objective's own per-epoch measurements (probes, conditioning), and the information
-    plane every ``infoplane_every`` epochs and after the last, in eval mode."""
+    plane every ``infoplane_every`` epochs and after the last, in eval mode; its k-NN bias at
+    each of those epochs with ``infoplane_bias = "every"``, else after the last only, the one
+    point the report reads it at (docs/information_plane.md, Cost)."""
     was_training = model.training
     model.eval()
     metrics = model.epoch_metrics(data, epoch)
     every = int(config.get("infoplane_every", 0))
-    if every > 0 and (epoch % every == 0 or epoch == int(config["epochs"])):
+    last = epoch == int(config["epochs"])
+    if every > 0 and (epoch % every == 0 or last):
         n = int(config["infoplane_subset"])
-        metrics.update(info_plane(model, data.test_x[:n], data.test_y[:n], config))
+        bias = last or config.get("infoplane_bias", "last") == "every"
+        metrics.update(info_plane(model, data.test_x[:n], data.test_y[:n], config, bias=bias))
     model.train(was_training)
     return metrics
 
