@@ -282,7 +282,7 @@ def run(plan: Plan, ctrl_c: CtrlC | None = None) -> int:
             return run(plan, own)
     import ray
 
-    from orchestrator.console import quiet
+    from orchestrator.console import hold, quiet
     from orchestrator.tracking import check_tracking
 
     spec, options = plan.spec, plan.options
@@ -290,7 +290,9 @@ def run(plan: Plan, ctrl_c: CtrlC | None = None) -> int:
     expected = spec.num_trials() if options.search == "grid" else options.trials
     if plan.address is None:  # recorded before Ray starts, so a Ctrl-C from here on leaves a run to resume
         _record_start(plan)
-    quiet(options.run_dir)  # Ray's, Tune's and MLflow's messages to run_dir/sweep.log; before ray.init
+        quiet(options.run_dir)  # Ray's, Tune's and MLflow's messages to run_dir/sweep.log; before ray.init
+    else:  # on a cluster nothing is written before the checks below: the messages wait in memory
+        hold()
     started_ray = False
     result_grid = None
     try:
@@ -307,6 +309,7 @@ def run(plan: Plan, ctrl_c: CtrlC | None = None) -> int:
                 print(f"error: {error}", file=sys.stderr)
                 return EXIT_USAGE
             _record_start(plan)
+            quiet(options.run_dir)
         if not ctrl_c.requested:
             _say(f"sweep {spec.name}: {expected} trials -> {options.run_dir}")
             tuner = _tuner(plan, expected)
