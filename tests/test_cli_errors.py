@@ -30,16 +30,35 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(c[0]) or "no-name" for c in CASES])
-def test_bad_input_is_one_line_and_exit_2(argv, message, workspace):
-    args = workspace.args(*argv)
-    for flag in ("--tracking-uri", "--storage"):  # the case's own value wins over the workspace's
-        if flag in argv:
-            i = args.index(flag, len(argv))
-            del args[i : i + 2]
-    done = subprocess.run([sys.executable, "-m", "orchestrator.sweep", *args], capture_output=True, text=True,
-                          timeout=120, cwd=workspace.root)
-    lines = [line for line in done.stderr.splitlines() if line.strip() and "mlflow.store.db.utils" not in line]
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory):
+    """Every case of :data:`CASES` as a CLI subprocess in a workspace of its own, all started at
+    once (each spends its seconds importing, not computing); case index -> (workspace, result)."""
+    from tests.conftest import Workspace
+
+    started = []
+    for i, (argv, _) in enumerate(CASES):
+        workspace = Workspace(tmp_path_factory.mktemp(f"case{i}"))
+        args = workspace.args(*argv)
+        for flag in ("--tracking-uri", "--storage"):  # the case's own value wins over the workspace's
+            if flag in argv:
+                j = args.index(flag, len(argv))
+                del args[j : j + 2]
+        process = subprocess.Popen([sys.executable, "-m", "orchestrator.sweep", *args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, cwd=workspace.root)
+        started.append((workspace, process))
+    done = {}
+    for i, (workspace, process) in enumerate(started):
+        stdout, stderr = process.communicate(timeout=300)
+        done[i] = (workspace, subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    return done
+
+
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[" ".join(c[0]) or "no-name" for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(case, refused):
+    message = CASES[case][1]
+    workspace, done = refused[case]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2, done.stderr
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: ") and message in lines[0], lines[0]
