@@ -362,7 +362,7 @@ def _tuner(plan: Plan, expected: int):
     nothing to restore: it starts afresh, under its name.
     """
     from orchestrator.progress import ProgressCallback
-    from orchestrator.tracking import MlflowTrackingCallback
+    from orchestrator.mlflow_callback import MlflowTrackingCallback
     from orchestrator.tuner import build_tuner, restore_tuner
 
     spec, options = plan.spec, plan.options

@@ -18,7 +18,7 @@ import mlflow.tracking
 import pytest
 
 from orchestrator.progress import ProgressCallback, RunningTrial, SweepView, render_view
-from orchestrator.tracking import MlflowTrackingCallback
+from orchestrator.mlflow_callback import MlflowTrackingCallback
 from tests.conftest import Workspace
 from tests.helpers import metric_steps, mlflow_runs
 
@@ -92,7 +92,7 @@ ROUTING_SCRIPT = textwrap.dedent("""
     for _ in range(2):  # shown once
         logging.getLogger("ray.tune").error("A worker node died\\nTraceback (most recent call last): ...")
     logging.getLogger("ray.tune.execution.tune_controller").error("Trial task failed for trial train_1")
-    logging.getLogger("orchestrator.tracking").warning("MLflow at http://x:5000 is unreachable (ConnectionError)")
+    logging.getLogger("orchestrator.mlflow_callback").warning("MLflow at http://x:5000 is unreachable (ConnectionError)")
     warnings.warn_explicit("a deprecated Ray API", UserWarning, str(Path(ray.__file__).parent / "x.py"), 1)
     warnings.warn("the project's own warning")
     print("done")

@@ -24,8 +24,9 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.tracking import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, SHARED_VIEW_TAG, _trial_name,
-                                   _unreachable_reason, check_tracking, runs_url, save_runs_view)
+from orchestrator.mlflow_callback import _trial_name
+from orchestrator.tracking import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, SHARED_VIEW_TAG, _unreachable_reason,
+                                   check_tracking, runs_url, save_runs_view)
 from tests.helpers import mlflow_runs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

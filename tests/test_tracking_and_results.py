@@ -10,7 +10,8 @@ import pytest
 
 from orchestrator.masking import CHECKS as MASKING_CHECKS
 from orchestrator.results import read_sweep_metadata, trial_rows, write_results
-from orchestrator.tracking import MlflowTrackingCallback, resolve_tracking_uri
+from orchestrator.mlflow_callback import MlflowTrackingCallback
+from orchestrator.tracking import resolve_tracking_uri
 from tests.helpers import metric_steps, mlflow_runs
 
 
