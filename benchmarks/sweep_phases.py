@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray.tune import Tuner
 
+    import orchestrator.outputs as outputs
     import orchestrator.sweep as sweep
     import orchestrator.tracking as tracking
     from benchmarks.common import machine
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     timed(ray, "init", "ray.init")
     timed(ray, "shutdown", "ray.shutdown (in a thread, beside the outputs)")
     timed(Tuner, "fit", "Tuner.fit")
-    timed(sweep, "_write_outputs", "parquet, reports, MLflow artifacts")
+    timed(outputs, "write_outputs", "parquet, reports, MLflow artifacts")
     trials: dict[str, dict[str, float]] = {}
 
     def seen(event: str):

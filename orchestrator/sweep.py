@@ -15,7 +15,6 @@ exits 130. ``sweep.json``'s ``state`` (``running``, ``interrupted``, ``finished`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -26,21 +25,18 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from search_spaces import get_sweep
 from search_spaces.spec import SweepSpec, parse_sets  # noqa: F401 - parse_sets: this CLI's API too
 
+from orchestrator import outputs
 from orchestrator.dry_run import concurrency_summary, print_dry_run, print_list
 from orchestrator.interrupt import EXIT_INTERRUPTED, CtrlC
+from orchestrator.run_record import RUN_TIME_FORMAT, RUNNING, SWEEP_FILE, find_resumable, record_state
 from orchestrator.tuner import LaunchOptions
 
-SWEEP_FILE = "sweep.json"
-RUNNING, INTERRUPTED, FINISHED = "running", "interrupted", "finished"  # sweep.json's "state"
 EXIT_USAGE = 2
-EXIT_TRIALS_FAILED = 1
 DEFAULT_STORAGE, DEFAULT_DATA_DIR = "./ray_results", "./data"
-RUN_TIME_FORMAT = "%Y-%m-%d_%H-%M-%S"  # a run's directory: <sweep>_<start time>
 PACKAGES = ("torch", "torchvision", "ray", "mlflow", "compressai", "optuna", "pyarrow", "scikit-learn", "numpy")
 
 
@@ -177,80 +173,6 @@ def check_writable(directory: Path, flag: str) -> None:
         raise ValueError(f"{flag} {directory}: {existing} is not a writable directory") from None
 
 
-def find_resumable(storage: Path, spec: SweepSpec, search: str) -> str:
-    """The newest unfinished run of this sweep (interrupted, or its driver killed); refuse it if the spec changed.
-
-    An interrupted run has parquet files and reports of what had finished; the resume
-    overwrites them.
-    """
-    candidates = sorted(
-        (p for p in storage.glob(f"{spec.name}_*") if _is_run_of(p.name, spec.name) and not _finished(p)),
-        key=lambda p: p.name,
-    )
-    if not candidates:
-        raise ValueError(f"--resume: no unfinished run of sweep {spec.name!r} under {storage}")
-    run_dir = candidates[-1]
-    saved = json.loads((run_dir / SWEEP_FILE).read_text())
-    differences = spec_differences({**saved["spec"], "search": saved.get("search")}, {**spec.to_dict(), "search": search})
-    if differences:
-        raise ValueError(f"--resume: {run_dir.name} was started with another spec ({'; '.join(differences)}); "
-                         "rerun with the same options, or start a new sweep without --resume")
-    return run_dir.name
-
-
-def _is_run_of(directory: str, sweep: str) -> bool:
-    """Whether ``directory`` is named like a run of ``sweep`` (not of a sweep whose name extends it)."""
-    try:
-        time.strptime(directory[len(sweep) + 1:], RUN_TIME_FORMAT)
-    except ValueError:
-        return False
-    return directory.startswith(sweep + "_")
-
-
-def _finished(run_dir: Path) -> bool:
-    """Whether the run in ``run_dir`` ended (its sweep.json says so); True if it has no sweep.json.
-
-    A sweep.json without a ``state`` (written by an earlier version of this module) counts as
-    finished once final.parquet exists, which then was written only at the end.
-    """
-    path = run_dir / SWEEP_FILE
-    if not path.is_file():
-        return True
-    try:
-        state = json.loads(path.read_text()).get("state")
-    except (OSError, ValueError):
-        return True
-    return state == FINISHED if state is not None else (run_dir / "final.parquet").exists()
-
-
-def record_state(run_dir: Path, state: str, record: dict[str, Any] | None = None) -> None:
-    """Write ``state`` into ``run_dir/sweep.json`` (``record``: the whole file, for a new run), atomically."""
-    path = run_dir / SWEEP_FILE
-    record = dict(record) if record is not None else json.loads(path.read_text())
-    record["state"] = state
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
-
-
-def spec_differences(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
-    """``field: was X, now Y`` for every field (nested one level into dicts) that differs."""
-    out = []
-    for key in sorted(set(before) | set(after)):
-        old, new = before.get(key, "absent"), after.get(key, "absent")
-        if isinstance(old, dict) and isinstance(new, dict):
-            out += spec_differences(old, new, prefix=f"{prefix}{key}.")
-        elif old != new:
-            out.append(f"{prefix}{key}: was {old!r}, now {new!r}")
-    return out
-
-
-def run_metadata(spec: SweepSpec, options: LaunchOptions) -> dict[str, Any]:
-    return {"name": spec.name, "description": spec.description, "paper": spec.paper, "objective": spec.objective,
-            "dataset": spec.dataset, "axes": list(spec.grid), "metric": spec.metric, "mode": spec.mode,
-            "reports": list(spec.reports), "run_name": options.run_name, "epochs": spec.epochs}
-
-
 def provenance(spec: SweepSpec) -> dict[str, str]:
     """Tags of the parent MLflow run: what made it (code version, command, packages)."""
     try:
@@ -311,7 +233,7 @@ def run(plan: Plan, ctrl_c: CtrlC | None = None) -> int:
             _record_start(plan)
             quiet(options.run_dir)
         if not ctrl_c.requested:
-            _say(f"sweep {spec.name}: {expected} trials -> {options.run_dir}")
+            outputs.say(f"sweep {spec.name}: {expected} trials -> {options.run_dir}")
             tuner = _tuner(plan, expected)
             ctrl_c.enter("fitting")
             if not ctrl_c.requested:
@@ -321,7 +243,7 @@ def run(plan: Plan, ctrl_c: CtrlC | None = None) -> int:
         ctrl_c.enter("closing")
         if started_ray:
             ray.shutdown()
-        return _interrupted(plan, experiment_id, expected, None)
+        return outputs.interrupted(plan, experiment_id, expected, None)
     except BaseException:
         ctrl_c.enter("closing")
         if started_ray:
@@ -333,10 +255,10 @@ def run(plan: Plan, ctrl_c: CtrlC | None = None) -> int:
     if stopping is not None:
         stopping.start()
     try:
-        return _write_outputs(plan, result_grid, expected, experiment_id, ctrl_c)
+        return outputs.write_outputs(plan, result_grid, expected, experiment_id, ctrl_c)
     except KeyboardInterrupt:  # Ctrl-C twice while the outputs were written
         ctrl_c.enter("closing")
-        return _interrupted(plan, experiment_id, expected, None)
+        return outputs.interrupted(plan, experiment_id, expected, None)
     finally:
         ctrl_c.enter("closing")
         if stopping is not None:
@@ -374,115 +296,6 @@ def _tuner(plan: Plan, expected: int):
         ProgressCallback(expected, list(spec.grid), [spec.metric, "test/rate_bits"]),
     ]
     return build_tuner(spec, options, callbacks)
-
-
-def _write_outputs(plan: Plan, result_grid, expected: int, experiment_id: str, ctrl_c: CtrlC) -> int:
-    """Parquet, reports and the parent run's artifacts of a sweep, finished or interrupted; the exit code.
-
-    The summary, the parquet paths and the MLflow command are printed before the reports are
-    built; a Ctrl-C during the reports leaves them unfinished and the run resumable.
-    """
-    from orchestrator import results as results_io
-    from orchestrator.tracking import find_parent_run, log_artifacts
-
-    spec, options = plan.spec, plan.options
-    if result_grid is None:  # stopped before Tune ran
-        return _interrupted(plan, experiment_id, expected, None)
-    epoch_rows, final_rows, evaluation_rows = results_io.trial_rows(result_grid, spec.grid,
-                                                                   results_io.known_trials(result_grid))
-    written = results_io.write_results(options.run_dir, epoch_rows, final_rows, run_metadata(spec, options),
-                                       evaluation_rows)
-    statuses = [row["status"] for row in final_rows]
-    finished, failed = statuses.count("TERMINATED"), statuses.count("ERROR")
-    if ctrl_c.requested or "INCOMPLETE" in statuses or len(final_rows) < expected:
-        return _interrupted(plan, experiment_id, expected, (finished, failed, written), ctrl_c)
-
-    _say(f"\nsweep {spec.name}: {finished} trials finished, {failed} failed")
-    _say(f"results: {', '.join(str(p) for p in written)}")
-    _say(_mlflow_line(plan, experiment_id))
-    report = _build_reports(options.run_dir, ctrl_c, presses=0)
-    if report is None:
-        return _interrupted(plan, experiment_id, expected, None)
-    parent = find_parent_run(plan.tracking_uri, experiment_id, options.run_name)
-    if parent is not None:
-        log_artifacts(plan.tracking_uri, parent, report.parent)
-    record_state(options.run_dir, FINISHED)
-    _say(f"report:  {report}  (and {report.with_suffix('.html')})")
-    return EXIT_TRIALS_FAILED if failed else 0
-
-
-def _interrupted(plan: Plan, experiment_id: str, expected: int, outcome: tuple[int, int, list[Path]] | None,
-                 ctrl_c: CtrlC | None = None) -> int:
-    """End an interrupted sweep: sweep.json and MLflow say so, what finished is reported, and the
-    ``--resume`` line is printed; exit code 130.
-
-    ``outcome`` is (trials finished, trials failed, parquet files written), or None when no
-    outputs were written (stopped before Tune ran, Ctrl-C twice, or during the reports).
-    """
-    from orchestrator.tracking import mark_interrupted
-
-    spec, options = plan.spec, plan.options
-    if (options.run_dir / SWEEP_FILE).is_file():
-        record_state(options.run_dir, INTERRUPTED)
-    try:
-        mark_interrupted(plan.tracking_uri, experiment_id, options.run_name)
-    except Exception as error:  # an unreachable store must not hide the resume line
-        print(f"warning: could not mark the sweep's MLflow runs KILLED ({type(error).__name__}: {error})",
-              file=sys.stderr)
-    if outcome is not None:
-        finished, failed, written = outcome
-        _say(f"\nsweep {spec.name} interrupted: {finished} of {expected} trials finished, {failed} failed, "
-             f"the others are INCOMPLETE")
-        _say(f"results: {', '.join(str(p) for p in written)}")
-        _say(_mlflow_line(plan, experiment_id))
-        if finished and ctrl_c is not None:
-            report = _build_reports(options.run_dir, ctrl_c, presses=1)
-            if report is not None:
-                _say(f"report:  {report}  (the finished trials only)")
-    if not (options.run_dir / SWEEP_FILE).is_file():
-        print("sweep stopped before it started; nothing was written. Run it again with:\n"
-              f"  {plan.resume_command.removesuffix(' --resume')}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(f"sweep interrupted. Continue it with:\n  {plan.resume_command}", file=sys.stderr, flush=True)
-    return EXIT_INTERRUPTED
-
-
-def _build_reports(run_dir: Path, ctrl_c: CtrlC, presses: int) -> Path | None:
-    """Build the reports from the parquet files; None if Ctrl-C was pressed more than ``presses``
-    times before they began, or cut them short."""
-    from orchestrator.reports import build_reports
-
-    ctrl_c.enter("reports")
-    try:
-        if ctrl_c.presses > presses:
-            return None
-        return build_reports(run_dir)
-    except KeyboardInterrupt:
-        return None
-    finally:
-        ctrl_c.enter("writing")
-
-
-def _mlflow_line(plan: Plan, experiment_id: str) -> str:
-    """How to open this sweep's trials in the MLflow UI: the runs table, in a saved view with the
-    swept axes and the headline metrics as columns (tracking.save_runs_view)."""
-    from orchestrator.tracking import find_parent_run, runs_url, save_runs_view
-
-    spec = plan.spec
-    try:
-        parent = find_parent_run(plan.tracking_uri, experiment_id, plan.options.run_name)
-        view = parent and save_runs_view(plan.tracking_uri, experiment_id, parent, list(spec.grid),
-                                         [spec.metric, "test/rate_bits"], spec.mode)
-    except Exception:  # the store went away: the plain runs page still shows the trials
-        view = None
-    return f"mlflow:  mlflow ui --backend-store-uri {plan.tracking_uri}   then open {runs_url(experiment_id, view=view)}"
-
-
-def _say(line: str) -> None:
-    """One of the sweep's own lines on stdout (above the live progress view, on a terminal)."""
-    from orchestrator.console import say
-
-    say(line)
 
 
 def check_resources(available: dict[str, float], options: LaunchOptions) -> None:
