@@ -1,8 +1,8 @@
 """Registry of sweeps: ``name -> SweepSpec``.
 
-Each family module in this package declares its objective's config keys with
-:func:`~search_spaces.spec.register_objective_defaults` and its sweeps with :func:`register_sweep`.
-Every module here is imported on first lookup, so a new family is one new file.
+Each family module in this package registers its sweeps with :func:`register_sweep` (an objective's config keys
+are declared in its slice, ``trainables/objectives/<name>/config.py``). Every module here is imported on first
+lookup, and then the sweeps module of every objective from another package (its slice's ``sweeps``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import importlib
 import pkgutil
 
 from search_spaces.spec import SweepSpec
+from trainables.objectives import slices
 
 SWEEPS: dict[str, SweepSpec] = {}
 
@@ -29,6 +30,9 @@ def _import_all() -> None:
     for module in pkgutil.iter_modules(__path__):
         if module.name != "spec":
             importlib.import_module(f"{__name__}.{module.name}")
+    for piece in slices().values():
+        if piece.sweeps:
+            importlib.import_module(piece.sweeps)
 
 
 def sweep_names() -> list[str]:

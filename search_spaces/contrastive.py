@@ -9,57 +9,10 @@
 """
 
 from search_spaces import register_sweep
-from search_spaces.spec import SweepSpec, register_objective_defaults
+from search_spaces.spec import SweepSpec
 
 ZHANG = "Zhang et al., Entropy Constrained Compressive Representation Learning (section II.D, Table I)"
 SINHA = "Sinha, Song and Ermon, Hybrid Mutual Information Lower-bound Estimators for Representation Learning"
-
-register_objective_defaults(
-    "simclr_dib",
-    {
-        "beta": 0.1,  # weight of each view's rate (bits per dimension of round(h)); 0 = SimCLR
-        "temperature": 0.07,  # NT-Xent temperature (the paper: 0.07)
-        "encoder": "resnet18",  # resnet18 (512-d h) or small_conv (feature_dim-d h, for digits)
-        "stem": "cifar",  # resnet18 stem: cifar (3x3, no max-pool) or imagenet (7x7 + max-pool)
-        "feature_dim": 128,  # small_conv's output width
-        "entropy_model": "hyperprior",  # hyperprior (mean-scale, the paper's) or factorized
-        "warmup_epochs": 0,  # epochs of NT-Xent only before the rate term is added
-        "projection_dim": 128,  # output of the projection head (the paper: 128)
-        "crop_scale_min": 0.08,  # smallest random-resized-crop area, fraction of the image (SimCLR: 0.08)
-        "jitter_strength": 0.5,  # colour jitter strength s (SimCLR on CIFAR: 0.5)
-        "probe_every": 10,  # epochs between linear probes (the last epoch always has one)
-    },
-    positive=("temperature", "feature_dim", "projection_dim", "crop_scale_min", "probe_every"),
-    nonnegative=("warmup_epochs", "jitter_strength"),
-    choices={"encoder": ("resnet18", "small_conv"), "stem": ("cifar", "imagenet"),
-             "entropy_model": ("factorized", "hyperprior")},
-    at_most_one=("crop_scale_min",),
-)
-
-register_objective_defaults(
-    "hybrid",
-    {
-        "alpha": 0.5,  # weight of the reconstruction term; 1 - alpha weighs MoCo's InfoNCE
-        "temperature": 0.07,  # InfoNCE temperature (D2C code: 0.07; MoCo-v2: 0.2)
-        "latent_channels": 6,  # latent channels at half resolution (CIFAR: 16x16x6, the paper's), even
-        "hidden_channels": 64,  # width of the autoencoder's residual blocks
-        "head_hidden_dim": 512,  # hidden width of MoCo's MLP head
-        "projection_dim": 128,  # MoCo's key and query dimension
-        "queue_size": 65536,  # negatives in MoCo's queue (D2C code: 65536)
-        "momentum": 0.999,  # key encoder's momentum (MoCo: 0.999)
-        "crop_scale_min": 0.2,  # MoCo-v2's random-resized-crop scale (0.2, 1)
-        "jitter_strength": 0.5,  # MoCo-v2's colour jitter 0.4 / 0.4 / 0.4 / 0.1
-        "probe_every": 10,  # epochs between linear probes of the whole latent (the last always)
-        "interpolation_pairs": 2,  # pairs of test images interpolated after training (0: none)
-        "interpolation_steps": 6,  # images per interpolation, ends included
-        "fid_weights": "",  # FID is not implemented: must stay empty (the report says it was skipped)
-    },
-    positive=("temperature", "latent_channels", "hidden_channels", "head_hidden_dim", "projection_dim",
-              "queue_size", "crop_scale_min", "probe_every", "interpolation_steps"),
-    nonnegative=("alpha", "momentum", "jitter_strength", "interpolation_pairs"),
-    at_most_one=("alpha", "crop_scale_min"),
-    below_one=("momentum",),
-)
 
 # --- simclr_dib ----------------------------------------------------------------------------
 

@@ -7,25 +7,9 @@ beta = 0 is the cross-entropy baseline ("CE" in the paper's Table II).
 """
 
 from search_spaces import register_sweep
-from search_spaces.spec import SweepSpec, register_objective_defaults
+from search_spaces.spec import SweepSpec
 
 PAPER = "Zhang et al., Entropy Constrained Compressive Representation Learning"
-
-register_objective_defaults(
-    "dib",
-    {
-        "beta": 1.0,  # weight of the rate (bits per dimension) term
-        "encoder": "resnet18",  # resnet18 (512-d features) or small_conv (feature_dim features, for digits)
-        "stem": "cifar",  # resnet18 stem: cifar (3x3 conv, no max-pool) or imagenet (7x7 conv + max-pool, the paper's code)
-        "feature_dim": 128,  # small_conv's output width
-        "entropy_model": "hyperprior",  # hyperprior (mean-scale, the paper's) or factorized (EntropyBottleneck)
-        "warmup_epochs": 5,  # epochs of cross-entropy only before the rate term is added (reference: 5)
-    },
-    positive=("feature_dim",),
-    nonnegative=("warmup_epochs",),
-    choices={"encoder": ("resnet18", "small_conv"), "stem": ("cifar", "imagenet"),
-             "entropy_model": ("factorized", "hyperprior")},
-)
 
 BETAS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 32.0)
 REPORTS = ("accuracy_vs_beta", "rate_vs_beta", "robustness", "active_dims_vs_beta", "spectra")

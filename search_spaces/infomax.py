@@ -10,35 +10,9 @@ condition number against training steps.
 """
 
 from search_spaces import register_sweep
-from search_spaces.spec import SweepSpec, register_objective_defaults
+from search_spaces.spec import SweepSpec
 
 PAPER = "Tschannen et al. 2020, On Mutual Information Maximization for Representation Learning"
-
-register_objective_defaults(
-    "infomax",
-    {
-        "estimator": "infonce",  # the MI lower bound maximised: infonce or nwj
-        "critic": "bilinear",  # bilinear x^T W y, separable phi1(x)^T phi2(y), concat phi([x, y])
-        "encoder": "realnvp",  # realnvp (additive couplings, invertible) or mlp (residual blocks)
-        "encoder_depth": 30,  # coupling layers / residual blocks (paper: 30)
-        "encoder_hidden": 512,  # width of the two hidden layers of each (paper: 512)
-        "init_scale": 1e-4,  # std of each block's last layer at init: near-identity encoders (notebook: 1e-4)
-        "separable_hidden": 100,  # hidden width of the separable critic's two MLPs (notebook: 100)
-        "separable_embed": 100,  # their output (embedding) size (notebook: 100)
-        "concat_hidden": 200,  # hidden width of the concat critic's MLP (notebook: 200)
-        "mi_batch_size": 128,  # pairs per test MI estimate: InfoNCE is capped at log of this
-        "condition_every": 1,  # epochs between condition-number measurements (also after epoch 1 and the last)
-        "condition_batch": 128,  # the fixed test examples whose Jacobians are measured
-        "probe_train_subset": 0,  # training examples the linear probe is fitted on, every epoch (0 = all)
-        "adversarial": False,  # the paper's adversarial encoder: fool a linear classifier, keep I_EST high
-        "adversarial_weight": 1.0,  # weight of the encoder's uniform-label cross-entropy
-    },
-    positive=("encoder_depth", "encoder_hidden", "separable_hidden", "separable_embed", "concat_hidden",
-              "mi_batch_size", "condition_every", "condition_batch"),
-    nonnegative=("init_scale", "probe_train_subset", "adversarial_weight"),
-    choices={"estimator": ("infonce", "nwj"), "critic": ("bilinear", "separable", "concat"),
-             "encoder": ("realnvp", "mlp")},
-)
 
 GRID = {"estimator": ("infonce", "nwj"), "critic": ("bilinear", "separable", "concat"), "encoder": ("realnvp", "mlp")}
 SMOKE = {"epochs": 2, "encoder_depth": 2, "encoder_hidden": 16, "separable_hidden": 16, "separable_embed": 8,

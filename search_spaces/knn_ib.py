@@ -10,29 +10,9 @@ paper's beta'' and must lie in [0, 1). ``--set noise=false`` is the paper's no-n
 import math
 
 from search_spaces import register_sweep
-from search_spaces.spec import SweepSpec, register_objective_defaults
+from search_spaces.spec import SweepSpec
 
 PAPER = "Kirsch, Lyle and Gal 2020, Learning CIFAR-10 with a Simple Entropy Estimator Using Information Bottleneck Objectives"
-
-register_objective_defaults(
-    "knn_ib",
-    {
-        "beta": 0.5,  # the paper's beta'' in [0, 1): loss = H[Z|Y] + (beta - 1) H[Z]
-        "k": 1,  # the k-th nearest neighbour of the entropy estimates
-        "noise": True,  # add zero-entropy noise N(0, I/(2 pi e)) to the latent in training (paper: yes; false = ablation)
-        "encoder": "resnet18",  # resnet18 (the paper's) or small_conv (digits, MNIST)
-        "stem": "cifar",  # resnet18 stem: cifar (3x3 conv, no max-pool) or imagenet
-        "feature_dim": 128,  # small_conv's output width
-        "latent_dim": 256,  # K, a linear layer on the encoder's features (paper: 256)
-        "decoder_width": 1024,  # residual decoder fitted after training (paper: 1024) ...
-        "decoder_blocks": 5,  # ... with this many residual blocks (paper: 5) ...
-        "decoder_epochs": 20,  # ... trained for this many epochs on the frozen encoder's training latents
-    },
-    positive=("k", "feature_dim", "latent_dim", "decoder_width", "decoder_epochs"),
-    nonnegative=("decoder_blocks",),
-    choices={"encoder": ("resnet18", "small_conv"), "stem": ("cifar", "imagenet")},
-    below_one=("beta",),
-)
 
 # beta'' in [0, 1); the paper does not list the values behind its figures.
 BETAS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)

@@ -1,9 +1,10 @@
 """SweepSpec: a sweep declared as data, and its validation.
 
 A sweep is one objective on one dataset, a fixed config, and swept axes. Every trial receives a
-flat config of JSON scalars (they become MLflow params as they are): the harness keys below, the
-objective's own keys (declared with its sweeps by :func:`register_objective_defaults`), and the
-value of each swept axis. This module imports neither torch nor Ray, so the driver can validate a
+flat config of JSON scalars (they become MLflow params as they are): the harness's keys
+(:mod:`trainables.config`), the objective's own keys (its slice's ``config.py``), and the value of
+each swept axis. Validation reads those declarations: every key, every value, and every rule that
+spans keys on every trial. This module imports neither torch nor Ray, so the driver can validate a
 sweep without importing any model.
 """
 
@@ -15,114 +16,27 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
-Scalar = Union[bool, int, float, str]
+from trainables.config import DATASETS, EVALUATIONS, HARNESS_PARTS, Config, Scalar, close_matches, harness_defaults
+from trainables.objectives import get_slice, objective_names
 
-# Keys every trial understands, read by trainables.harness. Defaults are the harness's, not a paper's.
-HARNESS_DEFAULTS: dict[str, Scalar] = {
-    "objective": "",  # set from SweepSpec.objective
-    "dataset": "",  # set from SweepSpec.dataset
-    "seed": 0,  # seeds Python, NumPy, torch and the batch-order generator
-    "epochs": 1,  # set from SweepSpec.epochs
-    "batch_size": 128,  # training examples per optimiser step
-    "eval_batch_size": 1000,  # examples per forward pass in evaluation (no effect on results)
-    "lr": 1e-3,  # Adam learning rate
-    "adam_beta1": 0.9,
-    "adam_beta2": 0.999,
-    "weight_decay": 0.0,  # Adam's L2 weight decay
-    "lr_decay": 1.0,  # multiply the learning rate by this ...
-    "lr_decay_every": 1,  # ... every this many epochs (lr_decay = 1 keeps it constant)
-    "lr_patience": 10,  # lr_schedule "plateau": lr x lr_decay after this many epochs without a lower train/loss
-    "ema_decay": 0.0,  # evaluate an EMA of the weights, decay warmed up as min(decay, (1+t)/(10+t)) (0 = off)
-    "checkpoint_every": 1,  # epochs between checkpoints (the last epoch is always checkpointed) ...
-    "checkpoint_min_seconds": 10.0,  # ... and at least this long after the previous one (0: every checkpoint_every epochs)
-    "train_subset": 0,  # keep this many training examples, class-stratified (0 = all)
-    "test_subset": 0,  # keep this many test examples, class-stratified (0 = all)
-    "batch_sampler": "random",  # "random" (a permutation) or "class_balanced" (every class in every batch)
-    "lr_schedule": "step",  # "step" (lr_decay every lr_decay_every epochs), "cosine" (to 0 over all epochs) or "plateau"
-    "augment": "none",  # "none" or "crop_flip": random crop after zero padding, and horizontal flip, on the device
-    "crop_padding": 4,  # pixels of zero padding before the random crop
-    "aux_lr": 1e-3,  # Adam learning rate of an objective's auxiliary parameters (entropy-model quantiles)
-    # The training step's device path (trainables/fast_path.py); "auto" is the fast path on CUDA, fp32 on the CPU
-    "precision": "auto",  # "auto" (bf16 autocast on CUDA), "bf16" or "fp32"
-    "channels_last": "auto",  # "auto" (NHWC for image inputs on CUDA), "on" or "off"
-    "compile": "off",  # "on": torch.compile the training forward; "cudagraphs": and replay it as CUDA graphs
-    # After the last epoch, on the first eval_subset test examples (see docs/robustness.md):
-    "evaluations": "",  # comma-separated: fgsm, pgd, apgd_ce, apgd_dlr, cw_l2 (set from SweepSpec.evaluations)
-    "eval_subset": 1000,
-    "fgsm_epsilons": "0.003922,0.007843,0.01569,0.03137",  # L-inf, pixels in [0, 1]: 1, 2, 4, 8 / 255
-    "pgd_epsilons": "0.03137",  # L-inf radii of PGD and APGD (8/255; MNIST-sized data: 0.1,0.2,0.3)
-    "pgd_step_fraction": 0.25,  # PGD step size as a fraction of its epsilon (Madry et al.: 2/255 at 8/255)
-    "pgd_steps": "7,20",  # accuracy recorded at each of these iterates of one PGD run
-    "apgd_steps": 100,  # APGD iterations per run (AutoAttack's standard version: 100)
-    "apgd_targets": 9,  # APGD-DLR target classes, the highest non-true logits (AutoAttack: 9; capped at classes - 1)
-    "apgd_norms": "linf",  # norms APGD runs at: "linf" (at pgd_epsilons) and/or "l2" (at l2_epsilons)
-    # Carlini-Wagner L2 (docs/robustness.md): the paper runs 9 binary-search steps from c = 1e-3 at lr 0.01 for up
-    # to 10,000 iterations; these converge on the digits (10x the iterations moves robust accuracy <= 2 points)
-    "cw_steps": 300,  # the most Adam iterations per binary-search step (with early abort)
-    "cw_binary_steps": 3,  # binary-search steps over the constant c
-    "cw_initial_c": 1.0,  # the first c of every example's search (1e-3 and 1e-2 broke 0% and 3% of the digits)
-    "cw_lr": 0.1,  # Adam's learning rate on tanh-space w (0.01 needs ~600 steps to move a pixel at 0 or 1)
-    "l2_epsilons": "0.5,1.0,2.0",  # L2 radii at which CW (and APGD-L2) robust accuracy is reported
-    "noise_samples": 10,  # masking check: uniform-noise draws per example at the largest L-inf epsilon
-    "eot_samples": 1,  # gradients averaged over this many forward passes (stochastic encoders)
-    # The information plane (docs/information_plane.md): I(X;Z) by k-NN entropy and an upper bound on H(Y|Z)
-    "infoplane_every": 0,  # measure it after every this many epochs and after the last (0 = off)
-    "infoplane_subset": 500,  # on the first this many test examples
-    "infoplane_bias": "last",  # its k-NN bias (costlier than the rest): "last" epoch only, where the report reads it, or "every"
-}
-
-# Value rules shared by all objectives; an objective adds its own in register_objective_defaults.
-POSITIVE = {"epochs", "batch_size", "eval_batch_size", "lr", "lr_decay_every", "checkpoint_every", "aux_lr",
-            "eval_subset", "pgd_step_fraction", "apgd_steps", "cw_steps", "cw_binary_steps", "cw_initial_c", "cw_lr",
-            "eot_samples", "lr_patience", "infoplane_subset"}
-NONNEGATIVE = {"seed", "weight_decay", "train_subset", "test_subset", "crop_padding", "apgd_targets", "noise_samples",
-               "infoplane_every", "checkpoint_min_seconds"}
-CHOICES = {"lr_schedule": ("step", "cosine", "plateau"), "augment": ("none", "crop_flip"),
-           "batch_sampler": ("random", "class_balanced"), "precision": ("auto", "fp32", "bf16"),
-           "channels_last": ("auto", "on", "off"), "compile": ("off", "on", "cudagraphs"),
-           "infoplane_bias": ("last", "every")}
-# Comma-separated lists in string keys, and what each element must be.
-LISTS = {"evaluations": ("fgsm", "pgd", "apgd_ce", "apgd_dlr", "cw_l2"), "fgsm_epsilons": float,
-         "pgd_epsilons": float, "pgd_steps": int, "l2_epsilons": float, "apgd_norms": ("linf", "l2")}
-UNIT_INTERVAL_OPEN = {"adam_beta1", "adam_beta2", "ema_decay"}  # in [0, 1)
-UNIT_INTERVAL_CLOSED = {"lr_decay"}  # in (0, 1]
-
-# Dataset names the trial side can load (trainables.data.DATASETS; a test keeps the two equal).
-DATASETS = ("digits", "mnist", "cifar10", "synthetic")
-
-OBJECTIVE_DEFAULTS: dict[str, dict[str, Scalar]] = {}
-_OBJECTIVE_POSITIVE: dict[str, set[str]] = {}
-_OBJECTIVE_NONNEGATIVE: dict[str, set[str]] = {}
-_OBJECTIVE_CHOICES: dict[str, dict[str, tuple[str, ...]]] = {}
-_OBJECTIVE_AT_MOST_ONE: dict[str, set[str]] = {}  # value <= 1
-_OBJECTIVE_BELOW_ONE: dict[str, set[str]] = {}  # value < 1
+# Every key a trial understands, with its default: the harness's parts and, per objective, its slice's config
+# (trainables/config.py and trainables/objectives/<name>/config.py declare them, with what each accepts).
+HARNESS_DEFAULTS: dict[str, Scalar] = harness_defaults()
 
 SEARCHES = ("grid", "optuna")
 DISTRIBUTIONS = ("uniform", "loguniform", "int")
 
 
-def register_objective_defaults(
-    objective: str,
-    defaults: Mapping[str, Scalar],
-    *,
-    positive: tuple[str, ...] = (),
-    nonnegative: tuple[str, ...] = (),
-    choices: Mapping[str, tuple[str, ...]] | None = None,
-    at_most_one: tuple[str, ...] = (),
-    below_one: tuple[str, ...] = (),
-) -> None:
-    """Declare the config keys of ``objective`` with their defaults and value rules."""
-    clash = set(defaults) & set(HARNESS_DEFAULTS)
-    if clash:
-        raise ValueError(f"objective {objective!r} redefines harness keys {sorted(clash)}")
-    OBJECTIVE_DEFAULTS[objective] = dict(defaults)
-    _OBJECTIVE_POSITIVE[objective] = set(positive)
-    _OBJECTIVE_NONNEGATIVE[objective] = set(nonnegative) | ({"beta"} & set(defaults))
-    _OBJECTIVE_CHOICES[objective] = dict(choices or {})
-    _OBJECTIVE_AT_MOST_ONE[objective] = set(at_most_one)
-    _OBJECTIVE_BELOW_ONE[objective] = set(below_one)
+def declared_keys(objective: str) -> dict[str, type[Config]]:
+    """``key -> the config part that declares it`` for a trial of ``objective``."""
+    parts = (*HARNESS_PARTS, get_slice(objective).config)
+    return {key: part for part in parts for key in part.declared()}
+
+
+def objective_defaults(objective: str) -> dict[str, Scalar]:
+    return get_slice(objective).config.defaults()
 
 
 @dataclass(frozen=True)
@@ -161,7 +75,7 @@ class SweepSpec:
         """The config every trial shares, before the swept axes and the seed are set."""
         return {
             **HARNESS_DEFAULTS,
-            **OBJECTIVE_DEFAULTS.get(self.objective, {}),
+            **objective_defaults(self.objective),
             **self.config,
             "objective": self.objective,
             "dataset": self.dataset,
@@ -255,17 +169,15 @@ class SweepSpec:
         """Raise ValueError naming the field and the bad value; never assert."""
         if not self.name or not self.name.replace("_", "").isalnum():
             raise ValueError(f"name {self.name!r}: expected letters, digits and underscores")
-        if self.objective not in OBJECTIVE_DEFAULTS:
-            raise ValueError(
-                f"objective {self.objective!r}: expected one of {', '.join(sorted(OBJECTIVE_DEFAULTS))}"
-            )
+        if self.objective not in objective_names():
+            raise ValueError(f"objective {self.objective!r}: expected one of {', '.join(objective_names())}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset {self.dataset!r}: expected one of {', '.join(DATASETS)}")
         if self.mode not in ("min", "max"):
             raise ValueError(f"mode {self.mode!r}: expected 'min' or 'max'")
         for name in self.evaluations:
-            if name not in LISTS["evaluations"]:
-                raise ValueError(f"evaluations: {name!r}: expected any of {', '.join(LISTS['evaluations'])}")
+            if name not in EVALUATIONS:
+                raise ValueError(f"evaluations: {name!r}: expected any of {', '.join(EVALUATIONS)}")
         if "/" not in self.metric:
             raise ValueError(f"metric {self.metric!r}: expected a name like 'test/acc'")
         _check_int("epochs", self.epochs, minimum=1)
@@ -279,7 +191,7 @@ class SweepSpec:
         if self.cpus_per_trial == 0 and self.gpus_per_trial == 0:
             raise ValueError("cpus_per_trial 0 and gpus_per_trial 0: a trial needs at least one of them")
 
-        known = {**HARNESS_DEFAULTS, **OBJECTIVE_DEFAULTS[self.objective]}  # the schema, not this spec's values
+        known = declared_keys(self.objective)
         reserved = {"objective", "dataset", "epochs", "seed", "evaluations"}
         for key, value in self.config.items():
             if key in reserved:
@@ -314,64 +226,15 @@ class SweepSpec:
                 raise ValueError(f"smoke_grid axis {key!r}: expected one of the grid axes {sorted(self.grid)}")
             for value in values:
                 self._check_value(key, value, known, where=f"smoke_grid axis {key!r}")
+        parts = {*known.values()}
+        for trial in self.trial_configs():  # the rules that span keys, on every trial (the objective's and the harness's)
+            for part in parts:
+                part.check(trial)
 
-    def _check_value(self, key: str, value: Any, known: Mapping[str, Scalar], *, where: str) -> None:
+    def _check_value(self, key: str, value: Any, known: Mapping[str, type[Config]], *, where: str) -> None:
         if key not in known:
-            import difflib
-
-            close = difflib.get_close_matches(key, known, n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ValueError(f"{where}: unknown key {key!r} for objective {self.objective!r}{hint}")
-        default = known[key]
-        name = f"{key}={value!r}"
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ValueError(f"{where}: {name}: expected true or false")
-        elif isinstance(default, int):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{where}: {name}: expected an integer")
-        elif isinstance(default, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{where}: {name}: expected a number")
-            if not math.isfinite(value):
-                raise ValueError(f"{where}: {name}: expected a finite number")
-        elif isinstance(default, str):
-            if not isinstance(value, str):
-                raise ValueError(f"{where}: {name}: expected a string")
-        positive = POSITIVE | _OBJECTIVE_POSITIVE.get(self.objective, set())
-        nonnegative = NONNEGATIVE | _OBJECTIVE_NONNEGATIVE.get(self.objective, set())
-        if key in positive and not value > 0:
-            raise ValueError(f"{where}: {name}: expected a value > 0")
-        if key in nonnegative and not value >= 0:
-            raise ValueError(f"{where}: {name}: expected a value >= 0")
-        if key in UNIT_INTERVAL_OPEN and not 0 <= value < 1:
-            raise ValueError(f"{where}: {name}: expected a value in [0, 1)")
-        if key in UNIT_INTERVAL_CLOSED and not 0 < value <= 1:
-            raise ValueError(f"{where}: {name}: expected a value in (0, 1]")
-        if key in _OBJECTIVE_AT_MOST_ONE.get(self.objective, set()) and not value <= 1:
-            raise ValueError(f"{where}: {name}: expected a value <= 1")
-        if key in _OBJECTIVE_BELOW_ONE.get(self.objective, set()) and not value < 1:
-            raise ValueError(f"{where}: {name}: expected a value < 1")
-        choices = {**CHOICES, **_OBJECTIVE_CHOICES.get(self.objective, {})}
-        if key in choices and value not in choices[key]:
-            raise ValueError(f"{where}: {name}: expected one of {', '.join(choices[key])}")
-        if key in LISTS:
-            _check_list(f"{where}: {name}", value, LISTS[key])
-
-
-def _check_list(what: str, value: str, element: Any) -> None:
-    items = [item.strip() for item in value.split(",") if item.strip()]
-    for item in items:
-        if isinstance(element, tuple):
-            if item not in element:
-                raise ValueError(f"{what}: {item!r} is not one of {', '.join(element)}")
-            continue
-        try:
-            number = element(item)
-        except ValueError:
-            raise ValueError(f"{what}: {item!r} is not a {element.__name__}") from None
-        if not math.isfinite(number) or number <= 0:
-            raise ValueError(f"{what}: {item!r} must be a positive finite number")
+            raise ValueError(f"{where}: unknown key {key!r} for objective {self.objective!r}{close_matches(key, known)}")
+        known[key].check_value(key, value, where)
 
 
 def _check_int(field_name: str, value: Any, *, minimum: int) -> None:

@@ -6,20 +6,9 @@ Loss: CE(q(y|z), y) + beta * KL(p(z|x) || N(0, I)), z ~ N(mu(x), softplus(rho(x)
 """
 
 from search_spaces import register_sweep
-from search_spaces.spec import SweepSpec, register_objective_defaults
+from search_spaces.spec import SweepSpec
 
 PAPER = "Alemi et al. 2017, Deep Variational Information Bottleneck"
-
-register_objective_defaults(
-    "vib",
-    {
-        "beta": 1e-3,  # weight of the KL (rate) term
-        "latent_dim": 256,  # K, the bottleneck size (paper: 256 and 2)
-        "hidden_dim": 1024,  # width of the two ReLU layers of the encoder (paper: 1024)
-        "eval_samples": 12,  # posterior samples averaged at test time for test/acc_mc (paper: 12)
-    },
-    positive=("latent_dim", "hidden_dim", "eval_samples"),
-)
 
 # The paper's beta grid: 10^-9 ... 10^0, one point per decade.
 BETAS = tuple(10.0**e for e in range(-9, 1))

@@ -17,6 +17,7 @@ CASES = [
     (["vib_digits", "--set", "lr=abc"], "lr='abc': expected a number"),
     (["vib_digits", "--set", 'beta={"a": 1}'], "expected a JSON scalar or a list"),
     (["vib_digits", "--set", "beta=[]"], "grid axis 'beta' is empty"),
+    (["knn_ib_digits", "--set", "batch_sampler=random"], "knn_ib: batch_sampler='random', batch_size=200, k=1: expected"),
     (["vib_digits", "--epochs", "0"], "epochs 0"),
     (["vib_digits", "--tracking-uri", "sqlite:////nonexistent-dir/mlflow.db"], "does not exist or is not writable"),
     (["vib_digits", "--tracking-uri", "http://127.0.0.1:9"], "tracking URI 'http://127.0.0.1:9' is unreachable"),

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from search_spaces import SWEEPS, get_sweep, sweep_names
-from search_spaces.spec import DATASETS, OBJECTIVE_DEFAULTS, SweepSpec
+from search_spaces.spec import DATASETS, SweepSpec
+from trainables.objectives import objective_names, slices
 
 ALL_SWEEPS = sweep_names()
 
@@ -19,10 +20,58 @@ def test_dataset_list_matches_the_trial_side():
     assert tuple(DATASETS) == tuple(loadable)
 
 
-def test_objective_configs_match_the_objective_registry():
-    from trainables.objectives import objective_names
+def test_every_objective_has_a_sweep_and_declares_no_harness_key():
+    from trainables.config import HARNESS_PARTS
 
-    assert sorted(OBJECTIVE_DEFAULTS) == objective_names()
+    harness = {key for part in HARNESS_PARTS for key in part.declared()}
+    assert {get_sweep(name).objective for name in ALL_SWEEPS} == set(objective_names())
+    for piece in slices().values():
+        assert not harness & set(piece.config.declared()), piece.name
+
+
+def _rules():
+    """(objective, rule, violation) for every cross-key rule of every objective's declaration."""
+    return [(name, rule, violation) for name, piece in sorted(slices().items())
+            for rule in piece.config.RULES for violation in rule.violations]
+
+
+@pytest.mark.parametrize("objective, rule, violation", _rules(),
+                         ids=[f"{name}:{'+'.join(rule.keys)}:{violation}" for name, rule, violation in _rules()])
+def test_every_cross_key_rule_is_enforced_on_the_driver(objective, rule, violation):
+    """Each declared rule refuses its example on every sweep of its objective, naming each key it spans."""
+    sweeps = [get_sweep(name) for name in ALL_SWEEPS if get_sweep(name).objective == objective]
+    for spec in sweeps:
+        with pytest.raises(ValueError) as refused:
+            spec.with_overrides(dict(violation))
+        assert str(refused.value).startswith(f"{objective}: "), refused.value
+        for key in rule.keys:
+            assert f"{key}=" in str(refused.value), (key, refused.value)
+
+
+@pytest.mark.parametrize("part", ["AttackConfig"])
+def test_every_harness_rule_is_enforced_on_the_driver(part):
+    import trainables.config as config
+
+    rules = getattr(config, part).RULES
+    assert rules
+    for rule in rules:
+        for violation in rule.violations:
+            with pytest.raises(ValueError) as refused:
+                get_sweep("vib_digits").with_overrides(dict(violation))
+            assert str(refused.value).startswith("harness: "), refused.value
+            for key in rule.keys:
+                assert f"{key}=" in str(refused.value), (key, refused.value)
+
+
+def test_a_trial_parses_its_config_with_the_same_rules():
+    from trainables.config import parse_trial
+
+    trial = get_sweep("knn_ib_digits").trial_configs()[0]
+    assert parse_trial(trial).own.k == trial["k"]
+    with pytest.raises(ValueError, match="batch_sampler='random'"):
+        parse_trial({**trial, "batch_sampler": "random"})
+    with pytest.raises(ValueError, match="knn_ib: beta=1.0: expected a value in \\[0, 1\\)"):
+        parse_trial({**trial, "beta": 1.0})
 
 
 @pytest.mark.parametrize("name", ALL_SWEEPS)
