@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from trainables.config import parse_trial
 from trainables.data import load_dataset
 from trainables.entropy_models import ENTROPY_MODELS
 from trainables.objectives import build_objective
-from trainables.objectives.dib import DeterministicInformationBottleneck, scale_gradient, ste_round
+from trainables.objectives.dib.model import DeterministicInformationBottleneck, scale_gradient, ste_round
 
 CONFIG = {"objective": "dib", "beta": 1.0, "encoder": "small_conv", "stem": "cifar", "feature_dim": 16,
           "entropy_model": "factorized", "warmup_epochs": 0}
@@ -27,7 +28,7 @@ def batch(digits):
 
 def make_dib(input_shape=(1, 8, 8), **overrides):
     torch.manual_seed(0)
-    return DeterministicInformationBottleneck({**CONFIG, **overrides}, input_shape, 10)
+    return DeterministicInformationBottleneck(parse_trial({**CONFIG, **overrides}), input_shape, 10)
 
 
 def train(dib, digits, *, epochs, steps_per_epoch, batch_size, lr=5e-3, aux_lr=1e-3):
@@ -245,10 +246,13 @@ def test_resnet_stems_and_entropy_models_run_forward_and_backward(entropy_model,
 
 
 @pytest.mark.parametrize(("key", "value", "accepted"), [
-    ("beta", -1.0, ">= 0"), ("beta", float("nan"), ">= 0"), ("warmup_epochs", -1, ">= 0"),
-    ("warmup_epochs", 1.5, "int"), ("feature_dim", 0, ">= 1"), ("encoder", "vgg", "resnet18, small_conv"),
+    ("beta", -1.0, ">= 0"), ("beta", float("nan"), "finite"), ("warmup_epochs", -1, ">= 0"),
+    ("warmup_epochs", 1.5, "integer"), ("feature_dim", 0, "> 0"), ("encoder", "vgg", "resnet18, small_conv"),
     ("stem", "tiny", "cifar, imagenet"), ("entropy_model", "gmm", "factorized, hyperprior"),
 ])
-def test_bad_config_values_are_named(key, value, accepted):
-    with pytest.raises(ValueError, match=f"{key}.*{re.escape(accepted)}.*{re.escape(repr(value))}"):
-        make_dib(**{key: value})
+def test_bad_config_values_are_named_by_the_declaration(key, value, accepted):
+    """The declaration (DibConfig) refuses them when the trial's config is parsed, before a model is built."""
+    with pytest.raises(ValueError, match=f"^dib: {key}={re.escape(repr(value))}: expected .*{re.escape(accepted)}"):
+        parse_trial({**CONFIG, key: value})
+    with pytest.raises(ValueError, match=f"^dib: {key}="):
+        build_objective({**CONFIG, key: value}, (1, 8, 8), 10)

@@ -1,13 +1,16 @@
 """The hybrid autoencoder + MoCo-v2 bound (Sinha et al.): queue, momentum encoder, loss, checkpoints."""
 
+import re
+
 import pytest
 import torch
 
 from trainables.autoencoder import ConvAutoencoder, MoCoQueue, momentum_update
+from trainables.config import parse_trial
 from trainables.data import load_dataset
 from trainables.harness import _optimizers
 from trainables.objectives import build_objective
-from trainables.objectives.hybrid import HybridBound
+from trainables.objectives.hybrid.model import HybridBound
 
 CONFIG = {"objective": "hybrid", "seed": 0, "epochs": 2, "eval_batch_size": 1000, "ema_decay": 0.0, "lr": 3e-3,
           "adam_beta1": 0.9, "adam_beta2": 0.999, "weight_decay": 1e-4, "aux_lr": 1e-3, "alpha": 0.5,
@@ -23,7 +26,7 @@ def digits():
 
 def make(**overrides) -> HybridBound:
     torch.manual_seed(0)
-    return HybridBound({**CONFIG, **overrides}, (1, 8, 8), 10)
+    return HybridBound(parse_trial({**CONFIG, **overrides}), (1, 8, 8), 10)
 
 
 # ---- the queue ------------------------------------------------------------------------------
@@ -89,7 +92,7 @@ def test_registry_builds_it_and_forward_returns_named_scalar_terms(digits):
 
 def test_the_momentum_encoder_gets_no_gradient_and_the_optimiser_leaves_it_alone(digits):
     model = make()
-    optimizer, _ = _optimizers(model, CONFIG)  # the harness's Adam, weight decay 1e-4 included
+    optimizer, _ = _optimizers(model, parse_trial(CONFIG).training)  # the harness's Adam, weight decay 1e-4 included
     keys = [*model.key_encoder.parameters(), *model.key_head.parameters()]
     assert keys and not any(p.requires_grad for p in keys)
     model(digits.train_x[:16], digits.train_y[:16])["loss"].backward()
@@ -140,7 +143,7 @@ def test_the_keys_of_a_batch_are_enqueued_after_its_loss(digits):
 def test_the_loss_falls_over_20_steps(digits):
     torch.set_num_threads(1)
     model = make()
-    optimizer, _ = _optimizers(model, CONFIG)
+    optimizer, _ = _optimizers(model, parse_trial(CONFIG).training)
     x, y = digits.train_x[:64], digits.train_y[:64]
     torch.manual_seed(0)
     losses = []
@@ -203,14 +206,16 @@ def test_probes_and_final_evaluations(digits):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("alpha", 1.5, "alpha must be a finite number in \\[0, 1\\], got 1.5"),
-    ("momentum", 1.0, "momentum must be a finite number in \\[0, 1\\), got 1.0"),
-    ("temperature", 0, "temperature must be a finite number in \\(0, inf\\], got 0"),
-    ("latent_channels", 3, "latent_channels must be even .* got 3"),
-    ("fid_weights", "/weights/pt_inception.pth", "fid_weights='/weights/pt_inception.pth': FID is not implemented"),
-    ("ema_decay", 0.999, "ema_decay=0.999: an EMA copy would average MoCo's queue"),
-    ("queue_size", 0, "queue_size must be an int >= 1, got 0"),
+    ("alpha", 1.5, "hybrid: alpha=1.5: expected a value in [0, 1]"),
+    ("momentum", 1.0, "hybrid: momentum=1.0: expected a value in [0, 1)"),
+    ("temperature", 0, "hybrid: temperature=0: expected a value > 0"),
+    ("latent_channels", 3, "hybrid: latent_channels=3: expected an even number"),
+    ("fid_weights", "/weights/pt_inception.pth", "hybrid: fid_weights='/weights/pt_inception.pth': expected empty: FID is "
+                                                 "not implemented"),
+    ("ema_decay", 0.999, "hybrid: ema_decay=0.999: expected 0: an EMA copy would average MoCo's queue"),
+    ("queue_size", 0, "hybrid: queue_size=0: expected a value > 0"),
 ])
-def test_bad_config_values_are_named(key, value, message):
-    with pytest.raises(ValueError, match=message):
-        make(**{key: value})
+def test_bad_config_values_are_refused_by_the_declaration(key, value, message):
+    """The config refuses them when parsed (on the driver and in the trial); the model never re-checks."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_trial({**CONFIG, key: value})

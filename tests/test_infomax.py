@@ -9,14 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from search_spaces.spec import HARNESS_DEFAULTS, OBJECTIVE_DEFAULTS
+from search_spaces.spec import HARNESS_DEFAULTS, objective_defaults
 from trainables.data import load_dataset
 from trainables.estimators import infonce, nwj
 from trainables.evaluation.probes import linear_probe
 from trainables.objectives import build_objective
-from trainables.objectives.infomax import InfoMax, condition_due, halves
-
-import search_spaces.infomax  # noqa: F401  (registers the infomax defaults)
+from trainables.objectives.infomax.model import CRITICS, ENCODERS, ESTIMATORS, InfoMax, condition_due, halves
 
 SMALL = {"encoder_depth": 2, "encoder_hidden": 16, "separable_hidden": 16, "separable_embed": 8, "concat_hidden": 16,
          "mi_batch_size": 32, "condition_batch": 16, "epochs": 4}
@@ -24,7 +22,7 @@ PERCENTILE_KEYS = [f"conditioning/log_condition_number_p{p:02d}" for p in (5, 25
 
 
 def config(**overrides):
-    return {**HARNESS_DEFAULTS, **OBJECTIVE_DEFAULTS["infomax"], "objective": "infomax", "dataset": "digits",
+    return {**HARNESS_DEFAULTS, **objective_defaults("infomax"), "objective": "infomax", "dataset": "digits",
             **SMALL, **overrides}
 
 
@@ -157,17 +155,27 @@ def test_adversarial_terms_reach_only_their_own_player(digits):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("estimator", "infonse", "estimator must be one of infonce, nwj, got 'infonse'"),
-    ("critic", "mlp", "critic must be one of bilinear, separable, concat, got 'mlp'"),
-    ("encoder", "glow", "encoder must be one of realnvp, mlp, got 'glow'"),
-    ("encoder_depth", 0, "encoder_depth must be an int >= 1, got 0"),
-    ("mi_batch_size", 1, "mi_batch_size must be an int >= 2, got 1"),
-    ("adversarial", "yes", "adversarial must be true or false, got 'yes'"),
-    ("eval_batch_size", 16, "eval_batch_size 16 must be >= mi_batch_size 32"),
+    ("estimator", "infonse", "infomax: estimator='infonse': expected one of infonce, nwj"),
+    ("critic", "mlp", "infomax: critic='mlp': expected one of bilinear, separable, concat"),
+    ("encoder", "glow", "infomax: encoder='glow': expected one of realnvp, mlp"),
+    ("encoder_depth", 0, "infomax: encoder_depth=0: expected a value > 0"),
+    ("mi_batch_size", 1, "infomax: mi_batch_size=1: expected a value >= 2"),
+    ("adversarial", "yes", "infomax: adversarial='yes': expected true or false"),
+    ("eval_batch_size", 16, "infomax: eval_batch_size=16, mi_batch_size=32: expected eval_batch_size >= mi_batch_size"),
 ])
 def test_bad_config_names_the_key_and_value(key, value, message):
+    """Parsing the trial (as build_objective does) refuses it; the model itself never re-validates."""
     with pytest.raises(ValueError, match=message):
         make(**{key: value})
+
+
+def test_the_model_builds_every_choice_the_config_declares():
+    from trainables.objectives.infomax.config import CRITIC_NAMES, ENCODER_NAMES, ESTIMATOR_NAMES, InfomaxConfig
+
+    assert (tuple(ESTIMATORS), tuple(CRITICS), tuple(ENCODERS)) == (ESTIMATOR_NAMES, CRITIC_NAMES, ENCODER_NAMES)
+    declared = InfomaxConfig.declared()
+    assert [declared[key].metadata["choices"] for key in ("estimator", "critic", "encoder")] == [
+        ESTIMATOR_NAMES, CRITIC_NAMES, ENCODER_NAMES]
 
 
 def test_linear_probe_separates_separable_classes():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 
 import pytest
 import torch
 
 from search_spaces import get_sweep
+from trainables.config import parse_trial
 from trainables.data import class_balanced_batch_indices, load_dataset
 from trainables.estimators import class_conditional_knn_entropy, knn_entropy, nats_to_bits
 from trainables.knn_bias import knn_entropy_bias_bits
@@ -110,16 +112,24 @@ def test_noise_switch():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"beta": 1.0}, "knn_ib: beta must be a number in [0, 1) (the paper's beta''), got 1.0"),
-    ({"beta": -0.1}, "got -0.1"),
-    ({"noise": "yes"}, "knn_ib: noise must be true or false, got 'yes'"),
-    ({"batch_sampler": "random"}, "batch_sampler must be class_balanced"),
-    ({"batch_size": 15}, "batch_size 15 gives 1 examples per class, need more than k = 1: batch_size >= 20"),
-    ({"k": 0}, "k must be an int >= 1, got 0"),
+    ({"beta": 1.0}, "knn_ib: beta=1.0: expected a value in [0, 1)"),
+    ({"beta": -0.1}, "knn_ib: beta=-0.1: expected a value in [0, 1)"),
+    ({"noise": "yes"}, "knn_ib: noise='yes': expected true or false"),
+    ({"batch_sampler": "random", "batch_size": 200}, "knn_ib: batch_sampler='random', batch_size=200, k=1: expected "
+                                                     "batch_sampler='class_balanced' and batch_size // classes > k"),
+    ({"batch_size": 19}, "knn_ib: batch_sampler='class_balanced', batch_size=19, k=1: expected"),
+    ({"batch_size": 30, "k": 3}, "knn_ib: batch_sampler='class_balanced', batch_size=30, k=3: expected"),
+    ({"k": 0}, "knn_ib: k=0: expected a value > 0"),
 ])
 def test_config_errors_name_the_value(changes, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
-        build_objective(smoke_config(**changes), (1, 8, 8), 10)
+    """The declaration refuses them when the trial is parsed (on the driver and in the trial)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_trial(smoke_config(**changes))
+
+
+def test_the_class_balanced_rule_accepts_more_than_k_per_class():
+    assert parse_trial(smoke_config(batch_size=20, k=1)).own.k == 1  # 2 per class, k = 1
+    assert parse_trial(smoke_config(batch_size=40, k=3)).own.k == 3
 
 
 @pytest.mark.parametrize("beta", [1.0, 1.5, -0.5])
@@ -154,8 +164,8 @@ def test_a_whole_trial_fits_decoders_before_the_attacks(tmp_path):
 class ConstantLoss(Objective):
     """A loss that never improves (or, with ``falling``, always does), to watch the plateau schedule."""
 
-    def __init__(self, config, input_shape, num_classes, falling=False):
-        super().__init__(config, input_shape, num_classes)
+    def __init__(self, trial, input_shape, num_classes, falling=False):
+        super().__init__(trial, input_shape, num_classes)
         self.weight = torch.nn.Parameter(torch.zeros(()))
         self.falling, self.epoch = falling, 0
 
@@ -186,8 +196,8 @@ def test_plateau_schedule_cuts_the_lr_after_patience_epochs(falling, expected, t
 class FittedAfterTraining(ConstantLoss):
     """A classifier that exists only once ``final_evaluations`` has run, as knn_ib's decoder."""
 
-    def __init__(self, config, input_shape, num_classes):
-        super().__init__(config, input_shape, num_classes)
+    def __init__(self, trial, input_shape, num_classes):
+        super().__init__(trial, input_shape, num_classes)
         self.head = torch.nn.Linear(64, num_classes)
         self.fitted = False
 
@@ -237,7 +247,7 @@ def knn_ib_fake_sweep(directory, *, bias=True):
 
 
 def test_knn_decoders_report_shows_h_z_with_its_knn_bias(tmp_path, monkeypatch):
-    import orchestrator.reports.knn_decoders as module
+    import trainables.objectives.knn_ib.report as module
     from orchestrator.reports import build_reports, load_results
     from tests.test_reports import PNG_SIGNATURE, fake_rate, markdown_table
 

@@ -4,11 +4,12 @@ import math
 import pytest
 import torch
 
+from trainables.config import parse_trial
 from trainables.data import load_dataset
 from trainables.estimators import nt_xent
 from trainables.evaluation.probes import linear_probe
 from trainables.objectives import build_objective
-from trainables.objectives.simclr_dib import SimCLRDeterministicIB
+from trainables.objectives.simclr_dib.model import SimCLRDeterministicIB
 
 CONFIG = {"objective": "simclr_dib", "seed": 0, "epochs": 3, "eval_batch_size": 1000, "beta": 0.1, "temperature": 0.5,
           "encoder": "small_conv", "stem": "cifar", "feature_dim": 16, "entropy_model": "factorized",
@@ -22,7 +23,7 @@ def digits():
 
 def make(**overrides) -> SimCLRDeterministicIB:
     torch.manual_seed(0)
-    return SimCLRDeterministicIB({**CONFIG, **overrides}, (1, 8, 8), 10)
+    return SimCLRDeterministicIB(parse_trial({**CONFIG, **overrides}), (1, 8, 8), 10)
 
 
 def test_registry_builds_it_and_forward_returns_named_scalar_terms(digits):
@@ -126,12 +127,13 @@ def test_linear_probe_separates_separable_features_and_checks_shapes():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("temperature", 0.0, "temperature must be a finite number in \\(0, inf\\], got 0.0"),
-    ("beta", -1.0, "beta must be a finite number >= 0, got -1.0"),
-    ("crop_scale_min", 1.5, "crop_scale_min must be a finite number in \\(0, 1\\], got 1.5"),
-    ("probe_every", 0, "probe_every must be an int >= 1, got 0"),
-    ("encoder", "vit", "encoder must be one of resnet18, small_conv, got 'vit'"),
+    ("temperature", 0.0, "temperature=0.0: expected a value > 0"),
+    ("beta", -1.0, "beta=-1.0: expected a value >= 0"),
+    ("crop_scale_min", 1.5, "crop_scale_min=1.5: expected a value in \\(0, 1\\]"),
+    ("probe_every", 0, "probe_every=0: expected a value > 0"),
+    ("encoder", "vit", "encoder='vit': expected one of resnet18, small_conv"),
 ])
-def test_bad_config_values_are_named(key, value, message):
-    with pytest.raises(ValueError, match=message):
-        make(**{key: value})
+def test_bad_config_values_are_named_by_the_declaration(key, value, message):
+    """The declaration (SimclrDibConfig) refuses them when the trial's config is parsed, before a model is built."""
+    with pytest.raises(ValueError, match=f"^simclr_dib: {message}$"):
+        parse_trial({**CONFIG, key: value})

@@ -8,8 +8,9 @@ from torch.distributions import Independent, Normal, kl_divergence
 from torch.nn import functional as F
 
 from trainables.data import load_dataset
+from trainables.config import parse_trial
 from trainables.objectives import build_objective
-from trainables.objectives.vib import VariationalInformationBottleneck
+from trainables.objectives.vib.model import VariationalInformationBottleneck
 
 CONFIG = {"objective": "vib", "beta": 1e-3, "latent_dim": 8, "hidden_dim": 64, "eval_samples": 12}
 
@@ -21,7 +22,7 @@ def synthetic():
 
 def make_vib(**overrides):
     torch.manual_seed(0)
-    return VariationalInformationBottleneck({**CONFIG, **overrides}, (1, 8, 8), 10)
+    return VariationalInformationBottleneck(parse_trial({**CONFIG, **overrides}), (1, 8, 8), 10)
 
 
 def test_build_objective_returns_the_vib():
@@ -124,5 +125,6 @@ def test_a_trained_vib_classifies_synthetic_data(synthetic):
     [("beta", -1.0), ("beta", float("nan")), ("latent_dim", 0), ("hidden_dim", 2.5), ("eval_samples", True)],
 )
 def test_bad_config_values_are_named(key, value):
-    with pytest.raises(ValueError, match=f"{key}.*{value!r}"):
+    """The declaration refuses them when the trial's config is parsed, before any model is built."""
+    with pytest.raises(ValueError, match=f"^vib: {key}={value!r}: expected"):
         make_vib(**{key: value})

@@ -42,9 +42,10 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
+from trainables.config import ENTROPY_MODEL_NAMES
 from trainables.fast_path import without_autocast
 
-ENTROPY_MODELS = ("factorized", "hyperprior")
+ENTROPY_MODELS = ENTROPY_MODEL_NAMES  # the names build_entropy_model accepts, declared once in trainables.config
 
 
 class RateEstimate(NamedTuple):

@@ -10,6 +10,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from trainables.config import ENCODER_NAMES, RESNET_STEMS
+
+ENCODERS = ENCODER_NAMES  # the names build_encoder accepts; the configs' choices, declared once in trainables.config
+
 # --- stochastic MLP encoders ---
 
 
@@ -87,9 +91,6 @@ def pixel_normalization(channels: int) -> Normalize:
     return Normalize((0.5,) * channels, (0.5,) * channels)
 
 
-RESNET_STEMS = ("cifar", "imagenet")
-
-
 class ResNet18Encoder(nn.Module):
     """torchvision's ResNet-18 (``weights=None``) without its classifier: images -> 512-d ``h``.
 
@@ -132,11 +133,9 @@ class SmallConvEncoder(nn.Module):
 
     ``[Conv3x3 -> ReLU]`` with 32, 64 and ``feature_dim`` channels (the second with stride 2), then
     global average pooling. Works on any input size. No BatchNorm, so train and eval mode compute
-    the same function; under ``dib``'s rounding, BatchNorm's batch vs running statistics move
-    features across the rounding thresholds. Measured on 200 digits, feature_dim 32, beta 8 vs 0,
-    100 Adam steps (lr 5e-3, the first 30 cross-entropy only), 3 seeds: with BatchNorm, beta 8 ended
-    with twice the active dimensions of beta 0 and 0.15-0.30 test accuracy; without, 3-5 active
-    dimensions against 23-30, a third of the rate, and 0.66-0.71 test accuracy.
+    the same function: under ``dib``'s rounding, BatchNorm's batch vs running statistics move
+    features across the rounding thresholds, and a higher beta then failed to give fewer active
+    dimensions.
 
     Shape: input ``(B, in_channels, H, W)``; returns ``(B, feature_dim)``.
     """
@@ -153,9 +152,6 @@ class SmallConvEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
-
-
-ENCODERS = ("resnet18", "small_conv")
 
 
 def build_encoder(name: str, in_channels: int, *, stem: str, feature_dim: int) -> nn.Module:

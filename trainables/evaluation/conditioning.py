@@ -5,8 +5,9 @@ bound and watch log(sigma_max / sigma_min) of the encoder's input Jacobian grow:
 the encoder towards maps that are hard to invert even while they stay invertible.
 
 :func:`log_condition_number` computes it for a batch at once: ``torch.func.vmap`` of
-``torch.func.jacrev`` (10-40x faster than ``jacfwd`` for these shapes, ../shared/NOTES.md), then
-the eigenvalues of the Jacobian's Gram matrix in float64 (``eigvalsh``, faster than ``svdvals``).
+``torch.func.jacrev`` (faster than ``jacfwd`` for these shapes: docs/invertibility.md), then the
+eigenvalues of the Jacobian's Gram matrix in float64 (``eigvalsh``, cheaper than ``svdvals`` for the
+same singular values).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ MAX_LOG_CONDITION_NUMBER = 0.5 * math.log(1.0 / FLOAT64_EPS)
 """About 18.0: the largest log condition number the float64 Gram matrix can resolve."""
 
 PERCENTILES = (5, 25, 50, 75, 95)
-"""The percentiles over the probe batch that the InfoMax objective logs (the paper's bands)."""
+"""Default percentiles of :func:`log_condition_percentiles`: the median, the quartiles, the 5th and 95th."""
 
 
 def log_condition_number(fn: Callable[[Tensor], Tensor], x: Tensor, *, chunk_size: int = 64) -> Tensor:

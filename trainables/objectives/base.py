@@ -1,8 +1,8 @@
 """The contract between an objective and the harness that trains it.
 
-An objective is an ``nn.Module`` built from the flat trial config. ``forward(x, y)`` returns a
-dict of named 0-d tensors (batch means), one of them ``loss``, which the harness backpropagates;
-the others are logged as ``train/<name>``. ``evaluate(x, y)`` returns batch means of the
+An objective is an ``nn.Module`` built from the trial's parsed config (:class:`trainables.config.TrialConfig`).
+``forward(x, y)`` returns a dict of named 0-d tensors (batch means), one of them ``loss``, which the harness
+backpropagates; the others are logged as ``train/<name>``; a compression term is ``rate_bits`` (bits per example). ``evaluate(x, y)`` returns batch means of the
 evaluation metrics (logged as ``test/<name>``). The harness owns the loop, the optimiser steps,
 EMA, reporting and checkpoints; an objective never steps an optimiser.
 
@@ -32,28 +32,32 @@ Optional hooks, with defaults that do nothing:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
+
+from trainables.config import TrialConfig
 
 
 class Objective(nn.Module):
     """Base class of every objective.
 
     Args:
-        config: the flat trial config (JSON scalars); each objective reads its own keys.
+        trial: the trial's parsed config, kept as ``self.trial``; ``self.config`` is the objective's own part (its
+            slice's dataclass), ``self.trial.training`` the training loop's (seed, epochs, batch sizes). Both were
+            checked when parsed. (Not ``self.training``: that is ``nn.Module``'s train/eval flag.)
         input_shape: shape of one input example, ``(C, H, W)``.
         num_classes: number of labels in the dataset.
     """
 
     name: str = ""
 
-    def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
+    def __init__(self, trial: TrialConfig, input_shape: tuple[int, ...], num_classes: int):
         super().__init__()
-        self.config = dict(config)
+        self.name = trial.objective
+        self.config = trial.own
+        self.trial = trial
         self.input_shape = tuple(input_shape)
         self.num_classes = int(num_classes)
 
@@ -71,19 +75,14 @@ class Objective(nn.Module):
         raise NotImplementedError(f"objective {self.name!r} has no classifier to attack")
 
     def training_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """``(terms, total)``: the training terms of ``forward``, with ``aux_loss`` among them if the
-        objective has one, and the 0-d tensor the harness backpropagates, ``loss + aux_loss``.
+        """``(terms, total)``: the terms of ``forward`` (with ``aux_loss`` among them if the objective has one), and
+        the 0-d tensor the harness backpropagates, ``loss + aux_loss``.
 
-        What the harness runs each step, and what ``compile=on | cudagraphs`` compiles: the aux
-        loss is part of the compiled forward and backward instead of about 60 eager kernels a step
-        outside them (``python -m benchmarks host_ops``). One backward trains both optimisers'
-        parameters, because ``loss`` gives the aux parameters no gradient and ``aux_loss`` gives the
-        others none (CompressAI's ``EntropyBottleneck.loss`` detaches them).
-
-        CompressAI's training example computes the aux loss after the main optimiser's step; here
-        it is computed before, with the same parameters as ``loss``. The main parameters train
-        exactly as there (the quantiles never reach ``loss``); the quantiles get the same sequence
-        of updates one step earlier: each uses the entropy model of the step before
+        This is what ``compile=on | cudagraphs`` compiles, so the aux loss is inside the compiled graph. One backward
+        trains both optimisers' parameters, because ``loss`` gives the aux parameters no gradient and ``aux_loss``
+        gives the others none (CompressAI's ``EntropyBottleneck.loss`` detaches them). CompressAI's training example
+        computes the aux loss after the main step; here it is computed before, with the same parameters as ``loss``:
+        the main parameters train exactly as there, and the quantiles get the same updates one step earlier
         (``tests/test_harness.py`` checks both).
         """
         terms = self(x, y)
@@ -93,13 +92,11 @@ class Objective(nn.Module):
         return {**terms, "aux_loss": aux}, terms["loss"] + aux
 
     def register_weight(self, name: str, value: float) -> None:
-        """A loss weight from the config (beta, alpha) as a 0-d buffer, not a Python number.
+        """A loss weight from the config (beta, alpha) as a 0-d fp32 buffer, not a Python number.
 
-        ``torch.compile`` specialises its graph on every Python number the forward reads, so each
-        trial of a beta sweep would compile a graph of its own; with a buffer the trials' graphs
-        are the same, and inductor's disk cache serves the later ones. The value is the fp32 the
-        Python number becomes when it multiplies an fp32 tensor, so the results are the same.
-        Not persistent: the config sets it, and old checkpoints load as before.
+        ``torch.compile`` specialises its graph on every Python number the forward reads; with a buffer every trial
+        of a beta sweep shares one graph (and inductor's cache). The fp32 value is what the Python number becomes
+        when it multiplies an fp32 tensor, so results are unchanged. Not persistent: the config sets it.
         """
         self.register_buffer(name, torch.tensor(float(value), dtype=torch.float32), persistent=False)
 
@@ -127,38 +124,3 @@ class Objective(nn.Module):
     def representation_sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """A stochastic encoder's sample of Z given ``x`` (B, d) and h(Z | X = x) in nats (B,); None by default."""
         return None
-
-
-# ---- config readers: each objective validates its own keys, naming the key and what is accepted ----
-
-def nonnegative_float(config: Mapping[str, Any], key: str, objective: str) -> float:
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{objective}: {key} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def integer(config: Mapping[str, Any], key: str, objective: str, *, minimum: int) -> int:
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{objective}: {key} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def choice(config: Mapping[str, Any], key: str, objective: str, accepted: tuple[str, ...]) -> str:
-    value = config[key]
-    if value not in accepted:
-        raise ValueError(f"{objective}: {key} must be one of {', '.join(accepted)}, got {value!r}")
-    return value
-
-
-def float_in_range(config: Mapping[str, Any], key: str, objective: str, low: float, high: float = math.inf, *,
-                   low_open: bool = False, high_open: bool = False) -> float:
-    """A finite number in ``[low, high]``, an end excluded when ``low_open`` / ``high_open``."""
-    value = config[key]
-    inside = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-              and (value > low if low_open else value >= low) and (value < high if high_open else value <= high))
-    if not inside:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{objective}: {key} must be a finite number in {interval}, got {value!r}")
-    return float(value)

@@ -2,14 +2,15 @@
 
 A self-supervised objective has no classifier of its own; its ``test/acc`` is the test accuracy of
 a linear probe (:func:`trainables.evaluation.probes.linear_probe`) fitted on the frozen
-representation of the whole training split, and ``train/acc`` that probe's training accuracy —
+representation of the whole training split, and ``train/acc`` that probe's training accuracy:
 the "linear evaluation" of SimCLR and of Zhang et al.'s Table I. The probe is fitted after every
-``probe_every``-th epoch and after the last one; in the other epochs both are reported as NaN
-("not measured"), because Tune requires the metric it optimises in every result. (Fitting it on
-the digits' 1,347 x 64 features took 0.3-3 s on one busy CPU core, a tenth of an epoch to several
-epochs; on CIFAR-10's 50,000 x 512 far longer.)
+``probe_every``-th epoch and after the last one, since a fit on the whole training split can cost
+more than an epoch; in the other epochs both are reported as NaN ("not measured"), because Tune
+requires the metric it optimises in every result.
 
-This module registers no objective.
+A shared module, not a slice (the registry lists packages only). It stays beside the objectives
+rather than in :mod:`trainables.evaluation.probes` because it is the objectives' side of the probe:
+when to fit it and what an epoch without one reports.
 """
 
 from __future__ import annotations

@@ -39,20 +39,17 @@ and the interpolations of the paper's Figures 2-4 as rows (``interpolation``, se
 :meth:`HybridBound.interpolation_rows`). Labels are used by the probes only.
 
 FID (the paper's Table 1) is of DDIM samples drawn from the latent, a generative model this
-project does not train; ``fid_weights`` must stay empty and the report says FID was skipped.
+project does not train, so the config refuses a non-empty ``fid_weights`` and the report says FID
+was skipped. It also refuses ``ema_decay`` > 0: an EMA copy would average the queue and the key
+encoder, which already is a momentum average.
 
-Config keys: ``alpha`` in [0, 1], ``temperature`` (> 0; D2C code: 0.07), ``latent_channels``
-(even; 6), ``hidden_channels``, ``head_hidden_dim``, ``projection_dim`` (128), ``queue_size`` (D2C
-code: 65536), ``momentum`` in [0, 1) (0.999), ``crop_scale_min`` (MoCo-v2: 0.2),
-``jitter_strength`` (0.5: MoCo-v2's 0.4 / 0.4 / 0.4 / 0.1), ``probe_every``,
-``interpolation_pairs``, ``interpolation_steps``, ``fid_weights``.
+Config: :class:`trainables.objectives.hybrid.config.HybridConfig`.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -60,55 +57,45 @@ from torch import Tensor, nn
 
 from trainables.augment import ViewAugmentation
 from trainables.autoencoder import ConvAutoencoder, MLPHead, MoCoQueue, momentum_update
+from trainables.config import TrialConfig
 from trainables.estimators import moco_info_nce, nats_to_bits
 from trainables.models import pixel_normalization
-from trainables.objectives import register_objective
-from trainables.objectives.base import Objective, float_in_range, integer, nonnegative_float
+from trainables.objectives.base import Objective
 from trainables.objectives.linear_evaluation import NOT_MEASURED, probe, probe_due
 
-NAME = "hybrid"
 INTERPOLATIONS = ("whole", "first_half", "second_half")
 
 
-@register_objective(NAME)
 class HybridBound(Objective):
     """Conv autoencoder whose first latent half is also trained by MoCo-v2."""
 
-    def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
-        super().__init__(config, input_shape, num_classes)
-        self.alpha = float_in_range(config, "alpha", NAME, 0.0, 1.0)
+    def __init__(self, trial: TrialConfig, input_shape: tuple[int, ...], num_classes: int):
+        super().__init__(trial, input_shape, num_classes)
+        config = self.config
+        self.seed, self.epochs = trial.training.seed, trial.training.epochs
+        self.eval_batch_size = trial.training.eval_batch_size
+        self.alpha = config.alpha
         self.register_weight("sse_weight", self.alpha)
         self.register_weight("info_nce_weight", 1 - self.alpha)
-        self.temperature = float_in_range(config, "temperature", NAME, 0.0, low_open=True)
-        self.momentum = float_in_range(config, "momentum", NAME, 0.0, 1.0, high_open=True)
-        self.probe_every = integer(config, "probe_every", NAME, minimum=1)
-        self.interpolation_pairs = integer(config, "interpolation_pairs", NAME, minimum=0)
-        self.interpolation_steps = integer(config, "interpolation_steps", NAME, minimum=2)
-        latent_channels = integer(config, "latent_channels", NAME, minimum=2)
-        if latent_channels % 2:
-            raise ValueError(f"{NAME}: latent_channels must be even (the latent is split in two halves), got {latent_channels}")
-        if config.get("ema_decay", 0):
-            raise ValueError(f"{NAME}: ema_decay={config['ema_decay']!r}: an EMA copy would average MoCo's queue and key "
-                             "encoder; use 0 (the key encoder already is a momentum average)")
-        if config["fid_weights"]:
-            raise ValueError(f"{NAME}: fid_weights={config['fid_weights']!r}: FID is not implemented (the paper's FID is of "
-                             "DDIM samples from the latent, which this project does not train); leave it empty")
-        self.augment = ViewAugmentation(
-            crop_scale_min=float_in_range(config, "crop_scale_min", NAME, 0.0, 1.0, low_open=True),
-            jitter_strength=nonnegative_float(config, "jitter_strength", NAME),
-        )
+        self.temperature = config.temperature
+        self.momentum = config.momentum
+        self.probe_every = config.probe_every
+        self.interpolation_pairs = config.interpolation_pairs
+        self.interpolation_steps = config.interpolation_steps
+        latent_channels = config.latent_channels
+        self.augment = ViewAugmentation(crop_scale_min=config.crop_scale_min, jitter_strength=config.jitter_strength)
         channels, height, width = self.input_shape
         self.half = latent_channels // 2
         half_features = self.half * (height // 2) * (width // 2)
-        projection_dim = integer(config, "projection_dim", NAME, minimum=1)
+        projection_dim = config.projection_dim
 
         self.normalize = pixel_normalization(channels)
-        self.autoencoder = ConvAutoencoder(channels, integer(config, "hidden_channels", NAME, minimum=1), latent_channels)
-        self.head = MLPHead(half_features, integer(config, "head_hidden_dim", NAME, minimum=1), projection_dim)
+        self.autoencoder = ConvAutoencoder(channels, config.hidden_channels, latent_channels)
+        self.head = MLPHead(half_features, config.head_hidden_dim, projection_dim)
         # the momentum (key) copies start equal to the query networks, as in MoCo
         self.key_encoder = copy.deepcopy(self.autoencoder.encoder).requires_grad_(False)
         self.key_head = copy.deepcopy(self.head).requires_grad_(False)
-        self.queue = MoCoQueue(integer(config, "queue_size", NAME, minimum=1), projection_dim)
+        self.queue = MoCoQueue(config.queue_size, projection_dim)
 
     def latent(self, x: Tensor) -> Tensor:
         """z = f(x), ``(B, latent_channels, H/2, W/2)``, of pixels in [0, 1]."""
@@ -148,20 +135,20 @@ class HybridBound(Objective):
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        generator = torch.Generator(device=x.device).manual_seed(int(self.config["seed"]))
+        generator = torch.Generator(device=x.device).manual_seed(self.seed)
         terms = self._terms(x, generator)
         return {"sse": terms["sse"], "mse": terms["sse"] / x[0].numel(), "info_nce": terms["info_nce"]}
 
     def epoch_metrics(self, data: Any, epoch: int) -> dict[str, float]:
         """The linear probe on the whole latent (``train/acc``, ``test/acc``) every ``probe_every`` epochs, else NaN."""
-        if not probe_due(epoch, self.probe_every, int(self.config["epochs"])):
+        if not probe_due(epoch, self.probe_every, self.epochs):
             return dict(NOT_MEASURED)
-        accuracy = probe(self.latent, data, int(self.config["eval_batch_size"]))
+        accuracy = probe(self.latent, data, self.eval_batch_size)
         return {"train/acc": accuracy["train_acc"], "test/acc": accuracy["test_acc"]}
 
     def final_evaluations(self, data: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
         """Linear probes on each latent half, and the interpolation rows."""
-        batch = int(self.config["eval_batch_size"])
+        batch = self.eval_batch_size
         metrics = {}
         for part, channels in (("first_half", slice(0, self.half)), ("second_half", slice(self.half, None))):
             accuracy = probe(lambda x, c=channels: self.latent(x)[:, c], data, batch)

@@ -1,34 +1,40 @@
-"""Deterministic information bottleneck with a learned entropy model (Zhang et al.).
+"""Deterministic information bottleneck with a learned entropy model (Zhang et al.): the ``dib`` model.
 
 "Entropy-constrained compressive representation learning"
 (../shared/papers/zhang-entropy-constrained-compressive-representation-learning.txt). A
-deterministic encoder f maps x to ``h >= 0`` (the pooled post-ReLU feature); ``h_hat = round(h)``
-with a straight-through gradient is the representation; a linear classifier g reads ``h_hat``. Since
-Z = f(X) is deterministic, I(Z; X) = H(Z), and the IB loss becomes the paper's eq. (4)
+deterministic encoder f maps pixels x in [0, 1] (normalised inside the model,
+:func:`trainables.models.pixel_normalization`) to ``h >= 0``, ``(B, C)`` (the pooled post-ReLU
+feature); ``h_hat = round(h)`` with a straight-through gradient is the representation; a linear
+classifier g reads ``h_hat``. Since Z = f(X) is deterministic, I(Z; X) = H(Z), and the IB loss
+becomes the paper's eq. (4)
 
     L_sup = H(Y | g(f(X))) + beta * H(f(X)),
 
 with H(f(X)) estimated by a CompressAI entropy model trained jointly
-(:mod:`trainables.entropy_models`: ``factorized`` or the mean-scale ``hyperprior``). The entropy
-model prices ``h_hat`` itself, as the reference code's supervised model (``c_resnet``) does: priced
-on the continuous ``h`` instead, the encoder can pass information through ``h_hat`` that the rate
-never sees (digits, small_conv with feature_dim 128, factorized, 30 epochs, one seed: every beta
-in 0.5 ... 32 measured 0.088 test bits/dim while active dims fell from 46 to 7). Here
+(:mod:`trainables.entropy_models`: ``factorized`` or the mean-scale ``hyperprior``). Here
 
     loss = CE(g(h_hat), y) + beta * bits_per_dim            (CE in nats)
 
-with bits per dimension as defined once in :mod:`trainables.entropy_models`. beta multiplies bits
-per *dimension*, not per example, because the paper's beta grid {0.5, 1, 2, 4, 8, 32} is on that
-scale (the reference code's "rate" is this quantity). For the first ``warmup_epochs`` epochs the
-loss is CE alone (the reference code: 5 epochs). beta = 0 is the cross-entropy baseline.
+with bits per dimension as defined once in :mod:`trainables.entropy_models`. For the first
+``warmup_epochs`` epochs the loss is CE alone (the reference code: 5 epochs); beta = 0 is the
+cross-entropy baseline.
 
-Gradients: the value of ``loss`` is exactly the above, but the entropy model's own parameters
-always descend d bits_per_dim at weight 1 while the encoder gets beta * d bits_per_dim / dh. Adam
-is invariant to a constant scale of a parameter's gradient, so for beta > 0 this trains like the
-paper's beta * d bits_per_dim (up to Adam's eps and L2 weight decay); for beta = 0 and during
-warm-up it keeps the density fitted to the codes, so the reported rate estimates H(h_hat) instead
-of pricing it under an untrained density. The ``quantiles`` of each ``EntropyBottleneck`` get no
-gradient from ``loss``; :meth:`aux_loss` trains them with the harness's separate optimiser.
+Decisions:
+- The entropy model prices ``h_hat``, as the reference code's supervised model (``c_resnet``)
+  does: priced on the continuous ``h``, the encoder could pass information through ``h_hat``
+  that the rate never sees.
+- beta multiplies bits per *dimension*, not per example, because the paper's beta grid
+  {0.5, 1, 2, 4, 8, 32} is on that scale (the reference code's "rate").
+- The value of ``loss`` is exactly the above, but the entropy model's own parameters always
+  descend d bits_per_dim at weight 1 while the encoder gets beta * d bits_per_dim / dh: Adam is
+  invariant to a constant scale of a parameter's gradient, so for beta > 0 this trains like the
+  paper's loss (up to Adam's eps and weight decay), and for beta = 0 and during warm-up it keeps
+  the density fitted to the codes, so the reported rate estimates H(h_hat) rather than pricing it
+  under an untrained density.
+- The ``quantiles`` of each ``EntropyBottleneck`` get no gradient from ``loss``; :meth:`aux_loss`
+  trains them with the harness's separate optimiser (CompressAI's recipe).
+- ``logits(x)`` runs through the straight-through rounding, so that PGD differentiates it (BPDA),
+  as the reference code's attack does.
 
 Terms of ``forward`` (train mode: the entropy model adds uniform noise; all 0-d):
     ``loss``          the quantity backpropagated;
@@ -37,30 +43,26 @@ Terms of ``forward`` (train mode: the entropy model adds uniform noise; all 0-d)
     ``bits_per_dim``  the paper's bits per dimension.
 Metrics of ``evaluate`` (eval mode: the entropy model rounds): ``acc``, ``ce``, ``rate_bits``,
 ``bits_per_dim``, and ``active_dims``, the mean count of non-zero entries of h_hat per example.
-``logits(x)`` runs through the straight-through rounding: PGD differentiates it (BPDA), as the
-reference code's attack does. ``final_evaluations()`` gives the singular values of g's weight.
+``final_evaluations()`` gives the singular values of g's weight (the paper's Fig. 5, right).
 
-Config keys: ``beta`` (float >= 0), ``encoder`` (resnet18 | small_conv), ``stem`` (cifar |
-imagenet; resnet18), ``feature_dim`` (int >= 1; small_conv), ``entropy_model`` (factorized |
-hyperprior), ``warmup_epochs`` (int >= 0). Pixels in [0, 1] are normalised inside the model
-(:func:`trainables.models.pixel_normalization`). Reference setup (../shared/NOTES.md): ResNet-18
-with the ImageNet stem, hyperprior, Adam lr 5e-3, weight decay 1e-4, cosine schedule, batch 128,
-100 epochs.
+Config: :class:`trainables.objectives.dib.config.DibConfig`. Reference setup (../shared/NOTES.md):
+ResNet-18 with the ImageNet stem, hyperprior, Adam lr 5e-3, weight decay 1e-4, cosine schedule,
+batch 128, 100 epochs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from trainables.entropy_models import ENTROPY_MODELS, build_entropy_model
-from trainables.models import ENCODERS, RESNET_STEMS, build_encoder, pixel_normalization
-from trainables.objectives import register_objective
-from trainables.objectives.base import Objective, choice, integer, nonnegative_float
+from trainables.config import TrialConfig
+from trainables.entropy_models import build_entropy_model
+from trainables.models import build_encoder, pixel_normalization
+from trainables.objectives.base import Objective
+
 
 def ste_round(h: Tensor) -> Tensor:
     """``round(h)`` forward, identity backward (the straight-through estimator)."""
@@ -82,28 +84,23 @@ def scale_gradient(h: Tensor, weight: float | Tensor) -> Tensor:
     return h.detach() + weight * (h - h.detach())
 
 
-@register_objective("dib")
 class DeterministicInformationBottleneck(Objective):
     """Encoder -> straight-through rounding -> linear classifier, priced by an entropy model."""
 
-    def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
-        super().__init__(config, input_shape, num_classes)
-        self.beta = nonnegative_float(config, "beta", "dib")
-        self.warmup_epochs = integer(config, "warmup_epochs", "dib", minimum=0)
-        encoder = choice(config, "encoder", "dib", ENCODERS)
-        stem = choice(config, "stem", "dib", RESNET_STEMS)
-        feature_dim = integer(config, "feature_dim", "dib", minimum=1)
-        entropy_model = choice(config, "entropy_model", "dib", ENTROPY_MODELS)
+    def __init__(self, trial: TrialConfig, input_shape: tuple[int, ...], num_classes: int):
+        super().__init__(trial, input_shape, num_classes)
+        self.beta = self.config.beta
+        self.warmup_epochs = self.config.warmup_epochs
 
         in_channels = self.input_shape[0]
         self.normalize = pixel_normalization(in_channels)
-        self.encoder = build_encoder(encoder, in_channels, stem=stem, feature_dim=feature_dim)
+        self.encoder = build_encoder(self.config.encoder, in_channels, stem=self.config.stem,
+                                     feature_dim=self.config.feature_dim)
         channels = self.encoder.feature_dim
-        self.entropy_model = build_entropy_model(entropy_model, channels)
+        self.entropy_model = build_entropy_model(self.config.entropy_model, channels)
         self.classifier = nn.Linear(channels, self.num_classes)
-        # beta after warm-up, 0 during it: a 0-d buffer, not a Python number, because torch.compile
-        # treats a module's numbers as constants and recompiled the training forward every epoch
-        # (self.epoch == 1 guards). Not in the state dict: start_epoch sets it before every epoch.
+        # beta after warm-up, 0 during it: a 0-d buffer, not a Python number, so that torch.compile keeps one graph
+        # for every epoch. Not in the state dict: start_epoch sets it before every epoch.
         self.register_buffer("rate_weight", torch.zeros(()), persistent=False)
         self.start_epoch(1)  # the first epoch until the harness says otherwise
 

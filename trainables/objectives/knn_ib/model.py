@@ -42,85 +42,55 @@ these are train-mode latents, so it is a monitor, not the paper's result. ``repr
 is f(x); the information plane adds zero-entropy noise to it with or without ``noise`` in
 training, so the no-noise ablation is measured with the same ruler.
 
-Config keys: ``beta`` in [0, 1); ``k`` (int >= 1, the neighbour); ``noise`` (bool, the paper's
-ablation is ``false``); ``encoder`` (resnet18 | small_conv), ``stem`` (resnet18), ``feature_dim``
-(small_conv width); ``latent_dim`` (K; paper 256: the encoder's features pass LayerNorm and a
-linear layer to K dimensions); ``decoder_width``, ``decoder_blocks``, ``decoder_epochs`` (the
-residual decoder; paper 1024 and 5).
-Paper protocol (section 5): ResNet-18, K = 256, Adam lr 5e-4, lr x sqrt(0.1) when the loss has
-not improved for 10 epochs, 150 epochs.
+Config: :class:`trainables.objectives.knn_ib.config.KnnIbConfig` (its rule: class-balanced
+batches with more than ``k`` examples per class). Paper protocol (section 5): ResNet-18, K = 256,
+Adam lr 5e-4, lr x sqrt(0.1) when the loss has not improved for 10 epochs, 150 epochs.
 
-The LayerNorm before the projection is ours (the paper says only "K = 256 continuous latent
-dimensions"). Without it the latent starts far below the noise (standard deviation over examples
-at initialisation: 0.003 for the small conv encoder on digits, 0.06 for ResNet-18, against the
-noise's 0.24), and the objective spends its first epochs in the noise or collapses there:
-``knn_ib_digits`` (lr 5e-4, 30 epochs, one seed), residual-decoder test accuracy at beta'' = 0,
-0.4, 0.6: 85%, 36%, 10% without it; 98%, 98%, 90% with it. LayerNorm rather than BatchNorm
-because it computes the same function in train and eval mode, so the per-epoch test metrics and
-the information plane (measured in eval mode) see the latent that is trained; with BatchNorm the
-running variance, started at 1 against features of variance 6e-4, lagged for tens of steps. The
-weights after it can still shrink the latent, and at beta'' >= 0.7 on digits they do: the latent
-collapses into the noise (residual decoder at chance, Gaussian decoder 50-60%).
+The LayerNorm between the encoder and the linear layer to K is ours (the paper says only "K = 256
+continuous latent dimensions"): it starts the latent at O(1) against the noise, which otherwise
+drowns it from the first step (docs/information_plane.md, "Deviations from the paper"); LayerNorm
+rather than BatchNorm because it computes the same function in train and eval mode.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from trainables.config import TrialConfig
 from trainables.estimators import (ZERO_ENTROPY_STD, class_conditional_knn_entropy, knn_entropy, nats_to_bits,
                                    zero_entropy_noise)
-from trainables.knn_bias import knn_entropy_bias_bits
 from trainables.evaluation.decoders import GaussianClassDecoder, ResidualFCDecoder, fit_residual_decoder
-from trainables.models import ENCODERS, RESNET_STEMS, build_encoder, pixel_normalization
-from trainables.objectives import register_objective
-from trainables.objectives.base import Objective, choice, integer
+from trainables.knn_bias import knn_entropy_bias_bits
+from trainables.models import build_encoder, pixel_normalization
+from trainables.objectives.base import Objective
 
 
-def unit_interval_float(config: Mapping[str, Any], key: str, objective: str) -> float:
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{objective}: {key} must be a number in [0, 1) (the paper's beta''), got {value!r}")
-    return float(value)
-
-
-@register_objective("knn_ib")
 class KnnInformationBottleneck(Objective):
     """Deterministic encoder + zero-entropy noise, trained on H[Z|Y] + (beta - 1) H[Z] by k-NN entropies."""
 
-    def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
-        super().__init__(config, input_shape, num_classes)
-        self.beta = unit_interval_float(config, "beta", "knn_ib")
+    def __init__(self, trial: TrialConfig, input_shape: tuple[int, ...], num_classes: int):
+        super().__init__(trial, input_shape, num_classes)
+        config = self.config
+        self.seed, self.eval_batch_size = trial.training.seed, trial.training.eval_batch_size
+        self.beta = config.beta
         self.register_weight("h_z_weight", self.beta - 1.0)
-        self.k = integer(config, "k", "knn_ib", minimum=1)
-        self.noise = config["noise"]
-        if not isinstance(self.noise, bool):
-            raise ValueError(f"knn_ib: noise must be true or false, got {self.noise!r}")
-        encoder = choice(config, "encoder", "knn_ib", ENCODERS)
-        stem = choice(config, "stem", "knn_ib", RESNET_STEMS)
-        feature_dim = integer(config, "feature_dim", "knn_ib", minimum=1)
-        latent_dim = integer(config, "latent_dim", "knn_ib", minimum=1)
-        self.decoder_epochs = integer(config, "decoder_epochs", "knn_ib", minimum=1)
-        if config.get("batch_sampler", "class_balanced") != "class_balanced":
-            raise ValueError(f"knn_ib: batch_sampler must be class_balanced (H[Z|Y] is estimated per class within "
-                             f"each batch), got {config['batch_sampler']!r}")
-        per_class = int(config.get("batch_size", 2 * num_classes)) // num_classes
-        if per_class <= self.k:
-            raise ValueError(f"knn_ib: batch_size {config.get('batch_size')!r} gives {per_class} examples per class, "
-                             f"need more than k = {self.k}: batch_size >= {(self.k + 1) * num_classes}")
+        self.k = config.k
+        self.noise = config.noise
+        latent_dim = config.latent_dim
+        self.decoder_epochs = config.decoder_epochs
 
         in_channels = self.input_shape[0]
         self.normalize = pixel_normalization(in_channels)
-        self.encoder = build_encoder(encoder, in_channels, stem=stem, feature_dim=feature_dim)
+        self.encoder = build_encoder(config.encoder, in_channels, stem=config.stem, feature_dim=config.feature_dim)
         # LayerNorm before the projection starts the latent at O(1) against the noise (module docstring)
         self.projection = nn.Sequential(nn.LayerNorm(self.encoder.feature_dim), nn.Linear(self.encoder.feature_dim, latent_dim))
         # Trained only by final_evaluations; the main loss never reaches it (its grads stay None).
-        self.decoder = ResidualFCDecoder(latent_dim, self.num_classes, width=integer(config, "decoder_width", "knn_ib", minimum=1),
-                                         blocks=integer(config, "decoder_blocks", "knn_ib", minimum=0))
+        self.decoder = ResidualFCDecoder(latent_dim, self.num_classes, width=config.decoder_width,
+                                         blocks=config.decoder_blocks)
         self.register_buffer("decoder_fitted", torch.zeros((), dtype=torch.bool))
         self.register_buffer("class_sums", torch.zeros(self.num_classes, latent_dim))
         self.register_buffer("class_counts", torch.zeros(self.num_classes))
@@ -176,7 +146,7 @@ class KnnInformationBottleneck(Objective):
         h_z = knn_entropy(z, self.k)
         h_z_given_y = class_conditional_knn_entropy(z, y, self.k, num_classes=self.num_classes)
         # its own seeded generator: the global stream (this noise, the next epoch's batches) is left alone
-        reference = torch.Generator(device=z.device).manual_seed(int(self.config.get("seed", 0)))
+        reference = torch.Generator(device=z.device).manual_seed(self.seed)
         return {
             "acc": (self._centroid_logits(z_hat).argmax(dim=-1) == y).float().mean(),
             "rate_bits": nats_to_bits(h_z),
@@ -188,7 +158,7 @@ class KnnInformationBottleneck(Objective):
     # ---- after training --------------------------------------------------------------------------
     @torch.no_grad()
     def _latents(self, x: Tensor) -> Tensor:
-        batch = int(self.config.get("eval_batch_size", 1000))
+        batch = self.eval_batch_size
         return torch.cat([self.latent(x[i : i + batch]) for i in range(0, len(x), batch)]).float()
 
     def final_evaluations(self, data: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
@@ -197,7 +167,7 @@ class KnnInformationBottleneck(Objective):
         self.eval()
         train_z, test_z = self._latents(data.train_x), self._latents(data.test_x)
         noise_std = ZERO_ENTROPY_STD if self.noise else 0.0
-        seed = int(self.config.get("seed", 0))
+        seed = self.seed
         gaussian = GaussianClassDecoder(self.num_classes, reg_covar=noise_std**2 if self.noise else 1e-6, seed=seed)
         gmm_acc = gaussian.fit(train_z, data.train_y).accuracy(test_z, data.test_y)
         generator = torch.Generator(device=train_z.device).manual_seed(seed)

@@ -36,36 +36,32 @@ Metrics of ``evaluate``:
                    I(Z; Y) >= H(Y) - E[-log q(y|z)] with H(Y) taken as log2(num_classes), which
                    holds for balanced labels (the digits test split is within 0.01 bits of it).
 
-Config keys: ``beta`` (float >= 0), ``latent_dim`` (K), ``hidden_dim``, ``eval_samples``.
+Config: :class:`trainables.objectives.vib.config.VibConfig`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from trainables.config import TrialConfig
 from trainables.estimators import gaussian_kl_standard_normal, nats_to_bits
 from trainables.models import GaussianMLPEncoder
-from trainables.objectives import register_objective
-from trainables.objectives.base import Objective, integer, nonnegative_float
+from trainables.objectives.base import Objective
 
 
-@register_objective("vib")
 class VariationalInformationBottleneck(Objective):
     """Deep VIB classifier: Gaussian MLP encoder, linear decoder q(y|z), prior N(0, I)."""
 
-    def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
-        super().__init__(config, input_shape, num_classes)
-        self.beta = nonnegative_float(config, "beta", "vib")
+    def __init__(self, trial: TrialConfig, input_shape: tuple[int, ...], num_classes: int):
+        super().__init__(trial, input_shape, num_classes)
+        self.beta = self.config.beta
         self.register_weight("kl_weight", self.beta)
-        latent_dim = integer(config, "latent_dim", "vib", minimum=1)
-        hidden_dim = integer(config, "hidden_dim", "vib", minimum=1)
-        self.eval_samples = integer(config, "eval_samples", "vib", minimum=1)
+        latent_dim, hidden_dim = self.config.latent_dim, self.config.hidden_dim
+        self.eval_samples = self.config.eval_samples
         self.encoder = GaussianMLPEncoder(math.prod(self.input_shape), hidden_dim, latent_dim)
         self.decoder = nn.Linear(latent_dim, self.num_classes)
 

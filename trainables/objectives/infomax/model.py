@@ -31,43 +31,56 @@ the harness's evaluation batch is cut into chunks of that size, the last chunk a
 batch's end (it overlaps the one before), and the chunk estimates are averaged. Adversarial mode
 adds ``classifier_acc``.
 
-``epoch_metrics`` after every epoch (the harness reports once per epoch, so "every
-``condition_every`` steps" is counted in epochs here):
-    ``train/steps``                 optimiser steps so far, epoch * steps per epoch;
+``epoch_metrics`` after every epoch (the harness reports once per epoch, so the paper's "every
+``condition_every`` steps" is counted in epochs):
+    ``train/steps``                 optimiser steps so far, epoch * steps per epoch (the report's x axis);
     ``probe/train_acc``, ``probe/test_acc``   linear probe of g1's representation (MinMaxScaler +
                                     logistic regression), fitted on the first
-                                    ``probe_train_subset`` training examples (0: all) every epoch;
+                                    ``probe_train_subset`` training examples (0: all) every epoch,
+                                    because Tune needs the sweep metric in every report;
     ``conditioning/log_condition_number_pNN``  for NN in 05, 25, 50, 75, 95: percentiles of
                                     log(sigma_max / sigma_min) of g1's Jacobian over the first
                                     ``condition_batch`` test examples (a fixed batch), after epoch 1,
                                     every ``condition_every`` epochs, and after the last epoch.
 
-Config keys: ``estimator`` (infonce | nwj), ``critic`` (bilinear | separable | concat), ``encoder``
-(realnvp | mlp), ``encoder_depth``, ``encoder_hidden``, ``init_scale``, ``separable_hidden``,
-``separable_embed``, ``concat_hidden``, ``mi_batch_size``, ``condition_every``,
-``condition_batch``, ``probe_train_subset``, ``adversarial`` (bool), ``adversarial_weight``.
+Config: :class:`trainables.objectives.infomax.config.InfomaxConfig`; docs/invertibility.md.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from trainables.config import TrialConfig
 from trainables.estimators import infonce, nats_to_bits, nwj
-from trainables.evaluation.conditioning import PERCENTILES, log_condition_number, log_condition_percentiles
+from trainables.evaluation.conditioning import log_condition_number, log_condition_percentiles
 from trainables.evaluation.probes import linear_probe
 from trainables.flows import BilinearCritic, ConcatCritic, RealNVP, SeparableCritic, SkipMLP
-from trainables.objectives import register_objective
-from trainables.objectives.base import Objective, choice, integer, nonnegative_float
+from trainables.objectives.base import Objective
+from trainables.objectives.infomax.config import (CONDITION_PERCENTILES, CRITIC_NAMES, ENCODER_NAMES, ESTIMATOR_NAMES,
+                                                  InfomaxConfig, condition_metric)
 
-ESTIMATORS = {"infonce": infonce, "nwj": nwj}
-CRITICS = ("bilinear", "separable", "concat")
-ENCODERS = {"realnvp": RealNVP, "mlp": SkipMLP}
+
+def _keyed_by(names: tuple[str, ...], table: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``table``, whose keys must be the config's ``names``: the config declares the choices, this module builds them."""
+    if tuple(table) != names:
+        raise ImportError(f"infomax: the model's {what} {tuple(table)} differ from config.py's {names}")
+    return dict(table)
+
+
+ESTIMATORS = _keyed_by(ESTIMATOR_NAMES, {"infonce": infonce, "nwj": nwj}, "estimators")
+ENCODERS = _keyed_by(ENCODER_NAMES, {"realnvp": RealNVP, "mlp": SkipMLP}, "encoders")
+CRITICS: dict[str, Callable[[int, int, InfomaxConfig], nn.Module]] = _keyed_by(CRITIC_NAMES, {
+    "bilinear": lambda top, bottom, config: BilinearCritic(top, bottom),
+    "separable": lambda top, bottom, config: SeparableCritic(top, bottom, config.separable_hidden,
+                                                             config.separable_embed),
+    "concat": lambda top, bottom, config: ConcatCritic(top, bottom, config.concat_hidden),
+}, "critics")
 
 
 def halves(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -83,53 +96,28 @@ def condition_due(epoch: int, every: int, epochs: int) -> bool:
     return epoch == 1 or epoch % every == 0 or epoch == epochs
 
 
-def _boolean(config: Mapping[str, Any], key: str) -> bool:
-    value = config[key]
-    if not isinstance(value, bool):
-        raise ValueError(f"infomax: {key} must be true or false, got {value!r}")
-    return value
-
-
-@register_objective("infomax")
 class InfoMax(Objective):
     """Encoders g1, g2 of the two halves, a critic, and an MI lower bound to maximise."""
 
-    def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
-        super().__init__(config, input_shape, num_classes)
-        self.estimator = choice(config, "estimator", "infomax", tuple(ESTIMATORS))
-        critic = choice(config, "critic", "infomax", CRITICS)
-        encoder = choice(config, "encoder", "infomax", tuple(ENCODERS))
-        depth = integer(config, "encoder_depth", "infomax", minimum=1)
-        hidden = integer(config, "encoder_hidden", "infomax", minimum=1)
-        init_scale = nonnegative_float(config, "init_scale", "infomax")
-        self.mi_batch_size = integer(config, "mi_batch_size", "infomax", minimum=2)
-        self.condition_every = integer(config, "condition_every", "infomax", minimum=1)
-        self.condition_batch = integer(config, "condition_batch", "infomax", minimum=1)
-        self.probe_train_subset = integer(config, "probe_train_subset", "infomax", minimum=0)
-        self.adversarial = _boolean(config, "adversarial")
-        self.adversarial_weight = nonnegative_float(config, "adversarial_weight", "infomax")
-        if int(config["eval_batch_size"]) < self.mi_batch_size:
-            raise ValueError(f"infomax: eval_batch_size {config['eval_batch_size']!r} must be >= mi_batch_size "
-                             f"{self.mi_batch_size!r} (each test estimate uses exactly mi_batch_size pairs)")
+    def __init__(self, trial: TrialConfig, input_shape: tuple[int, ...], num_classes: int):
+        super().__init__(trial, input_shape, num_classes)
+        config = self.config
+        training = trial.training
+        self.batch_size, self.batch_sampler = training.batch_size, training.batch_sampler
+        self.eval_batch_size, self.epochs = training.eval_batch_size, training.epochs
 
         channels, height, width = self.input_shape
         top, bottom = channels * (height // 2) * width, channels * (height - height // 2) * width
-        self.g1 = ENCODERS[encoder](top, depth, hidden, init_scale)
-        self.g2 = ENCODERS[encoder](bottom, depth, hidden, init_scale)
-        if critic == "bilinear":
-            self.critic = BilinearCritic(top, bottom)
-        elif critic == "separable":
-            self.critic = SeparableCritic(top, bottom, integer(config, "separable_hidden", "infomax", minimum=1),
-                                          integer(config, "separable_embed", "infomax", minimum=1))
-        else:
-            self.critic = ConcatCritic(top, bottom, integer(config, "concat_hidden", "infomax", minimum=1))
-        self.classifier = nn.Linear(top, self.num_classes) if self.adversarial else None
+        self.g1 = ENCODERS[config.encoder](top, config.encoder_depth, config.encoder_hidden, config.init_scale)
+        self.g2 = ENCODERS[config.encoder](bottom, config.encoder_depth, config.encoder_hidden, config.init_scale)
+        self.critic = CRITICS[config.critic](top, bottom, config)
+        self.classifier = nn.Linear(top, self.num_classes) if config.adversarial else None
 
     def bound(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(I_EST in nats, g1's representation) of a batch of images."""
         top, bottom = halves(x)
         z1 = self.g1(top)
-        return ESTIMATORS[self.estimator](self.critic(z1, self.g2(bottom))), z1
+        return ESTIMATORS[self.config.estimator](self.critic(z1, self.g2(bottom))), z1
 
     def forward(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         mi, z1 = self.bound(x)
@@ -141,14 +129,14 @@ class InfoMax(Objective):
             # the encoder's move, through a frozen copy of the classifier: CE against uniform labels
             frozen = F.linear(z1, self.classifier.weight.detach(), self.classifier.bias.detach())
             uniform_ce = -F.log_softmax(frozen, dim=1).mean()
-            loss = loss + classifier_ce + self.adversarial_weight * uniform_ce
+            loss = loss + classifier_ce + self.config.adversarial_weight * uniform_ce
             terms.update(classifier_ce=classifier_ce.detach(), uniform_ce=uniform_ce.detach(),
                          classifier_acc=(logits.argmax(dim=1) == y).float().mean())
         return {"loss": loss, **terms}
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        b, n = self.mi_batch_size, len(x)
+        b, n = self.config.mi_batch_size, len(x)
         if n < b:
             raise ValueError(f"infomax: an evaluation batch of {n} test examples is smaller than mi_batch_size {b}; "
                              "choose test_subset and eval_batch_size so that no batch is shorter")
@@ -166,22 +154,21 @@ class InfoMax(Objective):
         return torch.cat([self.g1(halves(x[i : i + batch_size])[0]) for i in range(0, len(x), batch_size)])
 
     def epoch_metrics(self, data: Any, epoch: int) -> dict[str, float]:
-        config = self.config
         n_train = len(data.train_y)
-        if config["batch_sampler"] == "class_balanced":
-            steps_per_epoch = max(1, n_train // int(config["batch_size"]))
+        if self.batch_sampler == "class_balanced":
+            steps_per_epoch = max(1, n_train // self.batch_size)
         else:
-            steps_per_epoch = math.ceil(n_train / int(config["batch_size"]))
+            steps_per_epoch = math.ceil(n_train / self.batch_size)
         metrics = {"train/steps": float(epoch * steps_per_epoch)}
 
-        subset = self.probe_train_subset or n_train
-        batch = int(config["eval_batch_size"])
+        subset = self.config.probe_train_subset or n_train
+        batch = self.eval_batch_size
         probe = linear_probe(self.representation(data.train_x[:subset], batch), data.train_y[:subset],
                              self.representation(data.test_x, batch), data.test_y)
         metrics.update({f"probe/{name}": value for name, value in probe.items()})
 
-        if condition_due(epoch, self.condition_every, int(config["epochs"])):
-            x1 = halves(data.test_x[: self.condition_batch])[0]
-            percentiles = log_condition_percentiles(log_condition_number(self.g1, x1), PERCENTILES)
-            metrics.update({f"conditioning/log_condition_number_p{p:02d}": v for p, v in percentiles.items()})
+        if condition_due(epoch, self.config.condition_every, self.epochs):
+            x1 = halves(data.test_x[: self.config.condition_batch])[0]
+            percentiles = log_condition_percentiles(log_condition_number(self.g1, x1), CONDITION_PERCENTILES)
+            metrics.update({condition_metric(p): v for p, v in percentiles.items()})
         return metrics

@@ -1,4 +1,4 @@
-"""SimCLR with an entropy penalty: the contrastive part of Zhang et al.
+"""SimCLR with an entropy penalty (the contrastive part of Zhang et al.): the ``simclr_dib`` model.
 
 "Entropy-constrained compressive representation learning", section II.D and Table I
 (../shared/papers/zhang-entropy-constrained-compressive-representation-learning.txt). The
@@ -37,20 +37,17 @@ Metrics of ``evaluate`` (eval mode, test split): ``rate_bits``, ``bits_per_dim``
 ``contrastive_acc`` (the fraction of the 2B views whose most similar other view is their pair) on
 two views drawn from a generator seeded by ``seed``, the same in every epoch.
 
-Randomness: training views come from torch's global RNG, which the harness seeds and checkpoints.
+Randomness: training views come from torch's global RNG, which the harness seeds and checkpoints;
+evaluation views from a generator of their own, so that evaluating leaves training's draws alone.
 ``small_conv`` gets He initialisation here (:func:`_he_initialization`): under PyTorch's default
-init every image's ``round(h)`` is 0, where NT-Xent has zero gradient.
+init every image's ``round(h)`` is 0, where NT-Xent has zero gradient (docs/contrastive.md).
 
-Config keys: ``beta`` (>= 0), ``temperature`` (> 0; the paper: 0.07), ``encoder`` (resnet18 |
-small_conv), ``stem``, ``feature_dim``, ``entropy_model``, ``warmup_epochs`` (as ``dib``),
-``projection_dim`` (128), ``crop_scale_min`` and ``jitter_strength`` (:mod:`trainables.augment`),
-``probe_every`` (epochs between linear probes). Reference setup (paper, section III): temperature
-0.07, batch 256, Adam 3e-4 for 200 epochs then 3e-5 for 200.
+Config: :class:`trainables.objectives.simclr_dib.config.SimclrDibConfig`. Reference setup (paper,
+section III): temperature 0.07, batch 256, Adam 3e-4 for 200 epochs then 3e-5 for 200.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -58,47 +55,39 @@ from torch import Tensor, nn
 
 from trainables.augment import ViewAugmentation
 from trainables.autoencoder import MLPHead
-from trainables.entropy_models import ENTROPY_MODELS, build_entropy_model
+from trainables.config import TrialConfig
+from trainables.entropy_models import build_entropy_model
 from trainables.estimators import nt_xent, view_pairs
-from trainables.models import RESNET_STEMS, build_encoder, pixel_normalization
-from trainables.objectives import register_objective
-from trainables.objectives.base import Objective, choice, float_in_range, integer, nonnegative_float
-from trainables.objectives.dib import ENCODERS, scale_gradient, ste_round
+from trainables.models import build_encoder, pixel_normalization
+from trainables.objectives.base import Objective
+from trainables.objectives.dib.model import scale_gradient, ste_round
 from trainables.objectives.linear_evaluation import NOT_MEASURED, probe, probe_due
 
-NAME = "simclr_dib"
 
-
-@register_objective(NAME)
 class SimCLRDeterministicIB(Objective):
     """Encoder -> rounding -> projection head, NT-Xent between two views plus beta times their rate."""
 
-    def __init__(self, config: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
-        super().__init__(config, input_shape, num_classes)
-        self.beta = nonnegative_float(config, "beta", NAME)
-        self.temperature = float_in_range(config, "temperature", NAME, 0.0, low_open=True)
-        self.warmup_epochs = integer(config, "warmup_epochs", NAME, minimum=0)
-        self.probe_every = integer(config, "probe_every", NAME, minimum=1)
-        encoder = choice(config, "encoder", NAME, ENCODERS)
-        stem = choice(config, "stem", NAME, RESNET_STEMS)
-        feature_dim = integer(config, "feature_dim", NAME, minimum=1)
-        entropy_model = choice(config, "entropy_model", NAME, ENTROPY_MODELS)
-        projection_dim = integer(config, "projection_dim", NAME, minimum=1)
-        self.augment = ViewAugmentation(
-            crop_scale_min=float_in_range(config, "crop_scale_min", NAME, 0.0, 1.0, low_open=True),
-            jitter_strength=nonnegative_float(config, "jitter_strength", NAME),
-        )
+    def __init__(self, trial: TrialConfig, input_shape: tuple[int, ...], num_classes: int):
+        super().__init__(trial, input_shape, num_classes)
+        config = self.config
+        self.beta = config.beta
+        self.temperature = config.temperature
+        self.warmup_epochs = config.warmup_epochs
+        self.probe_every = config.probe_every
+        self.seed, self.epochs = trial.training.seed, trial.training.epochs
+        self.eval_batch_size = trial.training.eval_batch_size
+        self.augment = ViewAugmentation(crop_scale_min=config.crop_scale_min, jitter_strength=config.jitter_strength)
 
         in_channels = self.input_shape[0]
         self.normalize = pixel_normalization(in_channels)
-        self.encoder = build_encoder(encoder, in_channels, stem=stem, feature_dim=feature_dim)
-        if encoder == "small_conv":
+        self.encoder = build_encoder(config.encoder, in_channels, stem=config.stem, feature_dim=config.feature_dim)
+        if config.encoder == "small_conv":
             _he_initialization(self.encoder)
         channels = self.encoder.feature_dim
-        self.entropy_model = build_entropy_model(entropy_model, channels)
-        self.projection = MLPHead(channels, channels, projection_dim)
-        # 2 beta (both views) after warm-up, 0 during it: a 0-d buffer, as in dib, so that
-        # torch.compile does not recompile the training forward when the epoch changes
+        self.entropy_model = build_entropy_model(config.entropy_model, channels)
+        self.projection = MLPHead(channels, channels, config.projection_dim)
+        # 2 beta (both views) after warm-up, 0 during it: a 0-d buffer, as in dib, so that torch.compile keeps one
+        # graph for every epoch
         self.register_buffer("rate_weight", torch.zeros(()), persistent=False)
         self.start_epoch(1)
 
@@ -137,7 +126,7 @@ class SimCLRDeterministicIB(Objective):
                    "active_dims": (h_hat != 0).float().sum(dim=1).mean()}
         if len(x) < 2:  # a last batch of one image has no negatives: its contrastive terms are left out
             return metrics
-        generator = torch.Generator(device=x.device).manual_seed(int(self.config["seed"]))
+        generator = torch.Generator(device=x.device).manual_seed(self.seed)
         z1, z2 = self.projection(torch.round(self.features(self._views(x, generator)))).chunk(2)
         return {**metrics, "nt_xent": nt_xent(z1, z2, self.temperature), "contrastive_acc": _contrastive_accuracy(z1, z2)}
 
@@ -150,25 +139,23 @@ class SimCLRDeterministicIB(Objective):
 
     def epoch_metrics(self, data: Any, epoch: int) -> dict[str, float]:
         """The linear evaluation on ``h`` (``train/acc``, ``test/acc``) every ``probe_every`` epochs, else NaN."""
-        if not probe_due(epoch, self.probe_every, int(self.config["epochs"])):
+        if not probe_due(epoch, self.probe_every, self.epochs):
             return dict(NOT_MEASURED)
-        accuracy = probe(self.features, data, int(self.config["eval_batch_size"]))
+        accuracy = probe(self.features, data, self.eval_batch_size)
         return {"train/acc": accuracy["train_acc"], "test/acc": accuracy["test_acc"]}
 
     def final_evaluations(self, data: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
         """The linear evaluation on the rounded ``h_hat``; no rows."""
-        accuracy = probe(lambda x: torch.round(self.features(x)), data, int(self.config["eval_batch_size"]))
+        accuracy = probe(lambda x: torch.round(self.features(x)), data, self.eval_batch_size)
         return {"probe/rounded_train_acc": accuracy["train_acc"], "probe/rounded_test_acc": accuracy["test_acc"]}, []
 
 
 def _he_initialization(encoder: nn.Module) -> None:
     """He (fan-in, ReLU) normal weights and zero biases for the conv layers of ``small_conv``.
 
-    Under PyTorch's default init every feature of ``small_conv`` on the digits starts below 0.5
-    (at most 0.12 over 64 images, feature_dim 64), so ``round(h)`` is 0 for every image, every
-    projection is the same vector, and NT-Xent's gradient is exactly zero: a saddle (with batch 256
-    and Adam 1e-3 the training loss stayed at log(2B - 1) for 7 epochs). He init starts 15 of 64
-    dimensions non-zero.
+    Why: under PyTorch's default init every feature of ``small_conv`` on the digits starts below 0.5, so ``round(h)``
+    is 0 for every image, every projection is the same vector, and NT-Xent's gradient is exactly zero (a saddle;
+    docs/contrastive.md has the measurements).
     """
     for module in encoder.modules():
         if isinstance(module, nn.Conv2d):
