@@ -128,12 +128,14 @@ def cw_seconds(model, x, y, config, setting: str, training_seconds: float, timed
 
 def suite_seconds(model, x, y, config, training_seconds: float, timed) -> None:
     """Time the sweep's whole evaluation suite, then each attack alone, against the trial's training."""
+    from trainables.config import AttackConfig
     from trainables.evaluation import run_evaluations
 
     names = [name for name in str(config["evaluations"]).split(",") if name]
     print(f"the sweep's evaluation suite ({', '.join(names)}) on {len(y)} examples, against "
           f"{training_seconds:.1f} s of training ({config['epochs']} epochs):")
     for label, evaluations in (("whole suite", names), *((name, [name]) for name in names)):
-        (metrics, _), seconds = timed(lambda: run_evaluations(model, x, y, {**config, "evaluations": ",".join(evaluations)}))
+        (metrics, _), seconds = timed(lambda: run_evaluations(
+            model, x, y, AttackConfig.from_mapping({**config, "evaluations": ",".join(evaluations)}), config["seed"]))
         print(f"  {label:<12} {seconds:7.2f} s = {seconds / training_seconds:6.3f} x training; "
               f"masking violations {metrics['robust/masking_violations']:.0f} of {metrics['robust/masking_checks']:.0f}")

@@ -101,6 +101,7 @@ class Phases:
 def gpu_config(objective: str, batch_size: int, steps: int) -> dict[str, Any]:
     """The GPU sweep's first trial config, with the precision and layout ``auto`` resolves to on CUDA."""
     from benchmarks.train_step import trial_config
+    from trainables.config import DeviceConfig
     from trainables.data import DATASET_SIZES
     from trainables.fast_path import FastPath
     from trainables.objectives import build_objective
@@ -108,7 +109,7 @@ def gpu_config(objective: str, batch_size: int, steps: int) -> dict[str, Any]:
     config = trial_config(objective, torch.device("cuda"), steps)
     config = {**config, "batch_size": batch_size, "_images": steps * batch_size, "compile": "on"}
     shape, _, _, classes = DATASET_SIZES[config["dataset"]]
-    resolved = FastPath.for_model(config, torch.device("cuda"), build_objective(config, shape, classes))
+    resolved = FastPath.for_model(DeviceConfig.from_mapping(config), torch.device("cuda"), build_objective(config, shape, classes))
     return {**config, "precision": "bf16" if resolved.autocast_dtype is not None else "fp32",
             "channels_last": "on" if resolved.channels_last else "off"}
 

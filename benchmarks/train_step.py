@@ -89,8 +89,10 @@ def use_stock_bottleneck(model: torch.nn.Module) -> None:
 
 def timed_epoch(objective, optimizer, aux_optimizer, ema, data, config, generator, number: int, fast) -> float:
     """Seconds of one :func:`trainables.harness.train_epoch`, the device's queue drained on both sides."""
+    from trainables.config import parse_trial
     from trainables.harness import train_epoch
 
+    config = parse_trial(config)  # outside the timed region, as the harness parses once per trial
     cuda = data.train_x.device.type == "cuda"
     objective.start_epoch(number)
     if cuda:

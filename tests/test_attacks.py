@@ -14,6 +14,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.nn import functional as F
 
+from trainables.config import AttackConfig
 from trainables.evaluation import EVALUATIONS, run_evaluations
 from trainables.evaluation.attacks import cw_l2, fgsm, fgsm_robust, input_gradient, pgd, predict
 
@@ -389,7 +390,7 @@ def dib_digits_model(tmp_path_factory):
               "epochs": 10, "evaluations": "", "infoplane_every": 0}
     captured = {}
 
-    def capture(model, data, config):
+    def capture(model, data, trial):
         captured.update(model=model, data=data)
         return {}
 
@@ -450,6 +451,12 @@ class TinyObjective(nn.Module):
         return self.model(x)
 
 
+def evaluate(objective, x, y, config):
+    """``run_evaluations`` as the harness calls it: the attack settings parsed from a flat config (missing keys
+    take their defaults), and the config's seed."""
+    return run_evaluations(objective, x, y, AttackConfig.from_mapping(config), seed=config.get("seed", 0))
+
+
 CONFIG = {
     "evaluations": "fgsm,pgd,cw_l2", "fgsm_epsilons": "0.02,0.05,0.1", "pgd_epsilons": "0.1", "pgd_step_fraction": 0.25,
     "pgd_steps": "3,10", "cw_steps": 30, "cw_binary_steps": 3, "cw_initial_c": 1.0, "cw_lr": 0.1,
@@ -460,7 +467,7 @@ CONFIG = {
 def test_run_evaluations_end_to_end(digits):
     model, x, y = digits
     objective = TinyObjective(model).train()
-    metrics, rows = run_evaluations(objective, x, y, CONFIG)
+    metrics, rows = evaluate(objective, x, y, CONFIG)
     assert objective.training and objective.modes == {False}
     checks = ["gradient_nonzero", "fgsm_monotone_in_epsilon", "fgsm_decreases_with_epsilon", "pgd_monotone_in_steps",
               "pgd_not_weaker_than_fgsm", "unbounded_attack_succeeds", "noise_not_stronger_than_gradient",
@@ -487,7 +494,7 @@ def test_run_evaluations_end_to_end(digits):
     assert table[("worst_case", "acc", "linf", 0.1, None)] == metrics["robust/linf_acc_eps0.1"]
     assert sorted(r["metric"] for r in rows if r["evaluation"] == "masking") == sorted(checks)
     # the seed makes the random starts, hence every number, reproducible
-    assert run_evaluations(objective, x, y, CONFIG)[0] == metrics
+    assert evaluate(objective, x, y, CONFIG)[0] == metrics
 
 
 def test_robust_accuracy_is_the_per_example_worst_case_over_the_attacks(digits):
@@ -496,7 +503,7 @@ def test_robust_accuracy_is_the_per_example_worst_case_over_the_attacks(digits):
     from trainables.evaluation.sanity import uniform_noise_robust
 
     model, x, y = digits
-    metrics, _ = run_evaluations(TinyObjective(model), x, y, CONFIG)
+    metrics, _ = evaluate(TinyObjective(model), x, y, CONFIG)
     survived = fgsm_robust(model, x, y, [0.1])[0.1]
     survived &= pgd(model, x, y, epsilon=0.1, step=0.025, steps=[10], generator=torch.Generator().manual_seed(0))[10]
     survived &= uniform_noise_robust(model, x, y, epsilon=0.1, samples=5, generator=torch.Generator().manual_seed(0))
@@ -513,15 +520,15 @@ def test_run_evaluations_under_inference_mode(digits):
     """A caller inside torch.inference_mode (with inference tensors) still gets the attacks' gradients."""
     model, x, y = digits
     config = {**CONFIG, "evaluations": "fgsm"}
-    expected, _ = run_evaluations(TinyObjective(model), x, y, config)
+    expected, _ = evaluate(TinyObjective(model), x, y, config)
     with torch.inference_mode():
         xi, yi = x.clone(), y.clone()
-        assert run_evaluations(TinyObjective(model), xi, yi, config)[0] == expected
+        assert evaluate(TinyObjective(model), xi, yi, config)[0] == expected
 
 
 def test_run_evaluations_cw_only_has_only_the_cw_and_gradient_checks(digits):
     model, x, y = digits
-    metrics, rows = run_evaluations(TinyObjective(model), x, y, {**CONFIG, "evaluations": "cw_l2"})
+    metrics, rows = evaluate(TinyObjective(model), x, y, {**CONFIG, "evaluations": "cw_l2"})
     assert {r["metric"] for r in rows if r["evaluation"] == "masking"} == {"gradient_nonzero", "cw_succeeds",
                                                                            "cw_converged"}
     assert metrics["robust/masking_checks"] == 3.0
@@ -540,7 +547,7 @@ def test_apgd_alone_runs_at_the_budgets_of_its_norms(digits, norms):
     if "l2" not in norms:
         del config["l2_epsilons"]  # read only when an L2 attack runs
     config.update({"evaluations": "apgd_ce", "apgd_steps": 5, "apgd_targets": 2, "apgd_norms": norms})
-    metrics, rows = run_evaluations(TinyObjective(model), x, y, config)
+    metrics, rows = evaluate(TinyObjective(model), x, y, config)
     budgets = {(r["norm"], r["epsilon"]) for r in rows if r["evaluation"] == "apgd_ce"}
     assert budgets == {*([("linf", 0.1)] if "linf" in norms else []),
                        *([("l2", 0.5), ("l2", 1.0)] if "l2" in norms else [])}
@@ -549,19 +556,24 @@ def test_apgd_alone_runs_at_the_budgets_of_its_norms(digits, norms):
 
 def test_run_evaluations_with_nothing_to_run(digits):
     model, x, y = digits
-    assert run_evaluations(TinyObjective(model), x, y, {**CONFIG, "evaluations": ""}) == ({}, [])
-    assert run_evaluations(TinyObjective(model), x, y, {"evaluations": " , "}) == ({}, [])
+    assert evaluate(TinyObjective(model), x, y, {**CONFIG, "evaluations": ""}) == ({}, [])
+    assert evaluate(TinyObjective(model), x, y, {"evaluations": " , "}) == ({}, [])
 
 
 def test_run_evaluations_refuses_unknown_names_and_bad_values(digits):
+    """A bad value is refused when the config is parsed; a list a named attack reads, empty or with a repeat,
+    and images outside [0, 1] by run_evaluations."""
     model, x, y = digits
-    with pytest.raises(ValueError, match=r"'fgsn'.*did you mean 'fgsm'.*" + ", ".join(EVALUATIONS)):
-        run_evaluations(TinyObjective(model), x, y, {**CONFIG, "evaluations": "fgsn,pgd"})
+    with pytest.raises(ValueError, match=r"'fgsn' is not one of " + ", ".join(EVALUATIONS)):
+        evaluate(TinyObjective(model), x, y, {**CONFIG, "evaluations": "fgsn,pgd"})
     with pytest.raises(ValueError, match="pgd_steps"):
-        run_evaluations(TinyObjective(model), x, y, {**CONFIG, "pgd_steps": "7,0"})
-    with pytest.raises(ValueError, match="fgsm_epsilons"):
-        run_evaluations(TinyObjective(model), x, y, {**CONFIG, "fgsm_epsilons": ""})
+        evaluate(TinyObjective(model), x, y, {**CONFIG, "pgd_steps": "7,0"})
     with pytest.raises(ValueError, match="eot_samples"):
-        run_evaluations(TinyObjective(model), x, y, {**CONFIG, "eot_samples": 0})
+        evaluate(TinyObjective(model), x, y, {**CONFIG, "eot_samples": 0})
+    with pytest.raises(ValueError, match="fgsm_epsilons=''"):
+        evaluate(TinyObjective(model), x, y, {**CONFIG, "fgsm_epsilons": ""})
+    with pytest.raises(ValueError, match="l2_epsilons='0.5,0.50'"):
+        evaluate(TinyObjective(model), x, y, {**CONFIG, "l2_epsilons": "0.5,0.50"})
+    assert evaluate(TinyObjective(model), x, y, {**CONFIG, "evaluations": "pgd", "fgsm_epsilons": ""})[0]  # not read
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        run_evaluations(TinyObjective(model), x * 2 - 0.5, y, CONFIG)
+        evaluate(TinyObjective(model), x * 2 - 0.5, y, CONFIG)

@@ -103,7 +103,13 @@ def test_synthetic_is_separable_by_nearest_class_mean():
 
 
 def test_dataset_names():
+    """The names the driver validates (trainables.config) are the ones the trial can load, with their class counts."""
+    from trainables.config import DATASET_CLASSES
+    from trainables.data import _LOADERS, DATASET_SIZES
+
     assert DATASETS == ("digits", "mnist", "cifar10", "synthetic")
+    assert tuple(_LOADERS) == tuple(DATASET_SIZES) == DATASETS
+    assert {name: size[3] for name, size in DATASET_SIZES.items()} == DATASET_CLASSES
 
 
 def test_batch_indices_cover_every_index_once_and_replay_from_the_generator():

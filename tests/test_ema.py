@@ -155,7 +155,7 @@ def test_vib_digits_evaluates_an_ema_close_to_the_trained_weights(tmp_path: Path
 
     def rate_bits(state) -> float:
         fresh.load_state_dict(state)
-        return _evaluate(fresh, data, config, fast)["rate_bits"]
+        return _evaluate(fresh, data, config["eval_batch_size"], fast)["rate_bits"]
 
     ema_weights = {k.removeprefix("module."): v for k, v in reported["state"]["ema"].items() if k != "n_averaged"}
     ema_rate = reported["metrics"]["test/rate_bits"]

@@ -10,10 +10,11 @@ import pytest
 import torch
 from ray.tune import Checkpoint
 
+import trainables.objectives
 from search_spaces import get_sweep
+from trainables.config import TrainingConfig
 from trainables.harness import CHECKPOINT_FILE, CheckpointMismatchError, NonFiniteLossError, checkpoint_due, run_trial
-from trainables.objectives import OBJECTIVES
-from trainables.objectives.vib import VariationalInformationBottleneck
+from trainables.objectives.vib.model import VariationalInformationBottleneck
 
 
 def _config(**changes):
@@ -69,7 +70,7 @@ def test_checkpoints_are_spaced_by_checkpoint_min_seconds(tmp_path):
 
 @pytest.mark.parametrize(("epoch", "seconds", "due"), [(4, 0.5, False), (4, 1.0, True), (3, 5.0, False), (6, 1.0, True)])
 def test_checkpoint_due_needs_both_the_epoch_multiple_and_the_interval(epoch, seconds, due):
-    assert checkpoint_due({"checkpoint_every": 2, "checkpoint_min_seconds": 1.0}, epoch, seconds) is due
+    assert checkpoint_due(TrainingConfig(checkpoint_every=2, checkpoint_min_seconds=1.0), epoch, seconds) is due
 
 
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
@@ -95,6 +96,14 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
     with pytest.raises(CheckpointMismatchError, match="beta: checkpoint 0.001 vs trial 0.5"):
         run_trial(_config(beta=0.5), data_dir=tmp_path, device=torch.device("cpu"), report=Recorder(tmp_path / "x"),
                   checkpoint=Checkpoint.from_directory(recorder.checkpoints[1]))
+
+
+def test_a_config_its_declarations_refuse_stops_the_trial_before_any_data_is_loaded(tmp_path, monkeypatch):
+    import trainables.harness as harness
+
+    monkeypatch.setattr(harness, "load_dataset", lambda *args, **kwargs: pytest.fail("loaded the data"))
+    with pytest.raises(ValueError, match="lr_schedule='plateu': expected one of step, cosine, plateau"):
+        run_trial(_config(lr_schedule="plateu"), data_dir=tmp_path, device=torch.device("cpu"), report=Recorder(tmp_path))
 
 
 class _Exploit:
@@ -164,7 +173,9 @@ class _RateExplodes(VariationalInformationBottleneck):
 
 
 def test_non_finite_term_names_epoch_and_term(tmp_path, monkeypatch):
-    monkeypatch.setitem(OBJECTIVES, "vib", _RateExplodes)
+    model_class = trainables.objectives.model_class
+    monkeypatch.setattr(trainables.objectives, "model_class",
+                        lambda name: _RateExplodes if name == "vib" else model_class(name))
     recorder = Recorder(tmp_path)
     with pytest.raises(NonFiniteLossError, match=r"epoch 2: term\(s\) 'rate_bits'"):
         run_trial(_config(), data_dir=tmp_path, device=torch.device("cpu"), report=recorder)

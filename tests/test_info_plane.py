@@ -67,7 +67,7 @@ def test_deterministic_encoder_plus_zero_entropy_noise_matches_the_closed_form()
     """
     x, y = gaussian_inputs(scale=2.0, seed=1)  # seed 0 would draw X = the noise's own eps (CONFIG's seed), Z = (2 + s) eps
     exact = 0.5 * 3 * math.log(2 * math.pi * math.e * (4.0 + ZERO_ENTROPY_STD**2)) / BITS
-    metrics = info_plane(Identity(), x, y, CONFIG)
+    metrics = info_plane(Identity(), x, y, **CONFIG)
     assert set(metrics) == {"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/knn_bias_bits",
                             "infoplane/hyz_bits"}  # no rate
     assert metrics["infoplane/izx_bits"] == pytest.approx(exact, abs=0.3)
@@ -82,7 +82,7 @@ def test_the_bias_is_measured_on_z_and_corrects_an_anisotropic_latent():
     d = 32
     variances = torch.logspace(-2, 2, d)
     x = torch.randn(450, d, generator=torch.Generator().manual_seed(1)) * variances.sqrt()  # not the noise's seed 0
-    metrics = info_plane(Identity(), x, torch.arange(450) % 10, CONFIG)
+    metrics = info_plane(Identity(), x, torch.arange(450) % 10, **CONFIG)
     exact = 0.5 * (variances + ZERO_ENTROPY_STD**2).log().sum().item() / BITS + 0.5 * d * math.log2(2 * math.pi * math.e)
     assert metrics["infoplane/izx_bits"] - exact > 30 and metrics["infoplane/izx_floor_bits"] < 6
     corrected = metrics["infoplane/izx_bits"] - metrics["infoplane/knn_bias_bits"]
@@ -93,7 +93,7 @@ def test_the_bias_draws_last_so_the_other_readings_are_unchanged():
     """The same numbers as the measurement without the bias: Z's noise, then the floor's, then
     the reference Gaussian, all from the global stream forked and seeded with the trial's seed."""
     x, y = gaussian_inputs(n=300, d=4)
-    metrics = info_plane(Identity(), x, y, CONFIG)
+    metrics = info_plane(Identity(), x, y, **CONFIG)
     with torch.random.fork_rng():
         torch.manual_seed(CONFIG["seed"])
         z = x + zero_entropy_noise(x.shape)
@@ -108,7 +108,7 @@ def test_stochastic_encoder_subtracts_its_conditional_entropy():
     """Z = X + s eps with X ~ N(0, m^2 I): I(X;Z) = d/2 log2((m^2 + s^2) / s^2)."""
     x, y = gaussian_inputs(scale=3.0)
     exact = 0.5 * 3 * math.log2((9.0 + 0.25) / 0.25)
-    assert info_plane(GaussianPosterior(0.5), x, y, CONFIG)["infoplane/izx_bits"] == pytest.approx(exact, abs=0.3)
+    assert info_plane(GaussianPosterior(0.5), x, y, **CONFIG)["infoplane/izx_bits"] == pytest.approx(exact, abs=0.3)
 
 
 def test_conditional_entropy_bound_against_known_label_noise():
@@ -131,9 +131,9 @@ def test_the_measurement_repeats_and_leaves_the_training_rng_alone():
     x, y = gaussian_inputs()
     torch.manual_seed(5)
     state = torch.get_rng_state()
-    first = info_plane(Identity(), x, y, CONFIG)
+    first = info_plane(Identity(), x, y, **CONFIG)
     assert torch.equal(torch.get_rng_state(), state)
-    assert info_plane(Identity(), x, y, CONFIG) == first
+    assert info_plane(Identity(), x, y, **CONFIG) == first
 
 
 def test_no_representation_no_plane_and_too_few_examples():
@@ -142,9 +142,9 @@ def test_no_representation_no_plane_and_too_few_examples():
             return None
 
     x, y = gaussian_inputs(n=10)
-    assert info_plane(Nothing(), x, y, CONFIG) == {}
+    assert info_plane(Nothing(), x, y, **CONFIG) == {}
     with pytest.raises(ValueError, match="at least 4 test examples with labels, got 3 images and 3 labels"):
-        info_plane(Identity(), x[:3], y[:3], CONFIG)
+        info_plane(Identity(), x[:3], y[:3], **CONFIG)
 
 
 def test_vib_and_dib_hooks():
@@ -157,7 +157,7 @@ def test_vib_and_dib_hooks():
     torch.testing.assert_close(conditional, expected, rtol=1e-5, atol=1e-3)
     assert z.shape == mean.shape and not torch.equal(z, mean)
     torch.testing.assert_close(vib.representation(data.test_x), mean)
-    metrics = info_plane(vib, data.test_x, data.test_y, {**CONFIG, "eval_batch_size": 30})
+    metrics = info_plane(vib, data.test_x, data.test_y, seed=0, eval_batch_size=30)
     assert {"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/knn_bias_bits", "infoplane/hyz_bits",
             "infoplane/rate_bits"} == set(metrics)
     assert math.isnan(metrics["infoplane/knn_bias_bits"])  # 64 examples cannot give a 256-d covariance

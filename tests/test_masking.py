@@ -8,8 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from orchestrator.masking import CHECKS as EXPLAINED
-from tests.test_attacks import TinyObjective, digits_classifier
-from trainables.evaluation import run_evaluations
+from tests.test_attacks import TinyObjective, digits_classifier, evaluate
 from trainables.evaluation.masking import APGD_GAP, CHECKS, masking_checks
 
 N = 400
@@ -216,14 +215,14 @@ def masking_flags(rows):
 
 def test_a_plain_mlp_passes_every_check(digits):
     model, x, y = digits
-    metrics, rows = run_evaluations(TinyObjective(model), x, y, EVERY_ATTACK)
+    metrics, rows = evaluate(TinyObjective(model), x, y, EVERY_ATTACK)
     assert masking_flags(rows) == {check: 0.0 for check in CHECKS}
     assert metrics["robust/masking_violations"] == 0.0 and metrics["robust/masking_checks"] == len(CHECKS)
 
 
 def test_a_model_cut_from_its_input_is_flagged_not_raised(digits):
     model, x, y = digits
-    metrics, rows = run_evaluations(TinyObjective(CutAfterRounding(model)), x, y, EVERY_ATTACK)
+    metrics, rows = evaluate(TinyObjective(CutAfterRounding(model)), x, y, EVERY_ATTACK)
     assert metrics["robust/zero_gradient_fraction"] == 1.0
     found = masking_flags(rows)
     assert found["gradient_nonzero"] == 1.0 and found["unbounded_attack_succeeds"] == 1.0
@@ -234,8 +233,8 @@ def test_a_model_cut_from_its_input_is_flagged_not_raised(digits):
 def test_a_half_masked_model_is_flagged(digits):
     model, x, y = digits
     half = HalfMasked(model, float(x.flatten(1).mean(dim=1).median()))
-    metrics, rows = run_evaluations(TinyObjective(half), x, y, CONFIG)
-    plain, _ = run_evaluations(TinyObjective(model), x, y, CONFIG)
+    metrics, rows = evaluate(TinyObjective(half), x, y, CONFIG)
+    plain, _ = evaluate(TinyObjective(model), x, y, CONFIG)
     assert metrics["robust/clean_acc"] == plain["robust/clean_acc"]  # the same classifier ...
     assert metrics["robust/pgd10_acc_eps0.1"] > plain["robust/pgd10_acc_eps0.1"] + 0.1  # ... that looks robust
     assert 0.4 < metrics["robust/zero_gradient_fraction"] < 0.6
@@ -245,8 +244,8 @@ def test_a_half_masked_model_is_flagged(digits):
 
 def test_a_model_with_zero_gradients_is_flagged(digits):
     model, x, y = digits
-    metrics, rows = run_evaluations(TinyObjective(HardArgmax(model)), x, y, CONFIG)
-    plain, _ = run_evaluations(TinyObjective(model), x, y, CONFIG)
+    metrics, rows = evaluate(TinyObjective(HardArgmax(model)), x, y, CONFIG)
+    plain, _ = evaluate(TinyObjective(model), x, y, CONFIG)
     assert metrics["robust/clean_acc"] == plain["robust/clean_acc"]  # same classifier ...
     assert metrics["robust/fgsm_acc_eps0.1"] > plain["robust/fgsm_acc_eps0.1"] + 0.3  # ... that looks robust
     assert masking_flags(rows)["fgsm_decreases_with_epsilon"] == 1.0 and masking_flags(rows)["gradient_nonzero"] == 1.0
@@ -258,6 +257,6 @@ def test_a_stochastic_model_gets_a_wider_tolerance(digits):
     """Decisions that change between evaluations widen the tolerance beyond one example."""
     model, x, y = digits
     torch.manual_seed(0)
-    metrics, _ = run_evaluations(TinyObjective(NoisyLogits(model)), x, y, {**CONFIG, "eot_samples": 4})
+    metrics, _ = evaluate(TinyObjective(NoisyLogits(model)), x, y, {**CONFIG, "eot_samples": 4})
     assert metrics["robust/masking_tolerance"] > 1 / len(y)
     assert metrics["robust/masking_violations"] == 0.0

@@ -3,7 +3,7 @@
 SimCLR's augmentation (Chen et al. 2020, appendix A) and MoCo-v2's (Chen, Fan, Girshick and He
 2020) as tensor operations: every example of the batch gets its own random resized crop,
 horizontal flip, colour jitter and grayscale, in one pass, with no per-image Python loop and no
-DataLoader (DESIGN.md, Performance). Pixels are float in [0, 1], shape ``(B, C, H, W)``.
+DataLoader (docs/benchmarks.md, Data pipeline). Pixels are float in [0, 1], shape ``(B, C, H, W)``.
 
 - Random resized crop: a box of area ``U(crop_scale_min, 1)`` of the image and aspect ratio
   log-uniform in [3/4, 4/3], placed uniformly at random inside the image, resampled to ``H x W``
@@ -23,7 +23,7 @@ One-channel images (digits, MNIST): colour jitter reduces to brightness and cont
 grayscale is a no-op (the image already is one).
 
 Randomness: every function takes a ``generator``; ``None`` draws from torch's global RNG, which the
-harness seeds from ``config["seed"]`` and saves in every checkpoint, so a resumed trial draws the
+harness seeds from the trial's ``seed`` and saves in every checkpoint, so a resumed trial draws the
 same views. The objectives pass ``None`` while training and a fixed-seed generator when evaluating
 (so the test loss uses the same views every epoch and evaluation does not move the global RNG).
 """

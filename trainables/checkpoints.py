@@ -1,8 +1,9 @@
 """A trial's checkpoints: what is saved, how it is loaded, and which one a restarted trial uses.
 
 One file (``state.pt``) holds the model, optimisers, scheduler, EMA, every RNG state, the epoch
-and the config; it is loaded with ``weights_only=True``. A checkpoint written under another
-config is refused; a damaged one is skipped for the previous one Tune kept.
+and the flat trial config (the dict Tune and MLflow record, compared as it is); it is loaded
+with ``weights_only=True``. A checkpoint written under another config is refused; a damaged one
+is skipped for the previous one Tune kept.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def checkpoint_candidates(latest: "tune.Checkpoint | None") -> "list[tune.Checkp
                        if Path(path).name < Path(latest.path).name]
 
 
-def restore(candidates: list, config, stateful: Mapping[str, Any], generator: torch.Generator) -> int:
+def restore(candidates: list, config: Mapping[str, Any], stateful: Mapping[str, Any],
+            generator: torch.Generator) -> int:
     """Resume from the newest checkpoint that loads; return its epoch (0: start from scratch).
 
     A truncated or corrupt file, or one that ``weights_only=True`` refuses (a pickle that would
@@ -71,7 +73,8 @@ def restore(candidates: list, config, stateful: Mapping[str, Any], generator: to
     return 0
 
 
-def save_checkpoint(path: Path, config, stateful: Mapping[str, Any], generator: torch.Generator, epoch: int) -> None:
+def save_checkpoint(path: Path, config: Mapping[str, Any], stateful: Mapping[str, Any], generator: torch.Generator,
+                    epoch: int) -> None:
     """Model, optimiser, scheduler, EMA, RNG states, epoch and config; temp file + os.replace."""
     state = {name: obj.state_dict() for name, obj in stateful.items()}
     state.update(
@@ -90,7 +93,8 @@ def save_checkpoint(path: Path, config, stateful: Mapping[str, Any], generator: 
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, config, stateful: Mapping[str, Any], generator: torch.Generator) -> int:
+def load_checkpoint(path: Path, config: Mapping[str, Any], stateful: Mapping[str, Any],
+                    generator: torch.Generator) -> int:
     """Restore ``stateful`` in place from ``path``; return the epoch it was written after."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     saved = state["config"]

@@ -3,7 +3,7 @@
 Every dataset is loaded once per trial, converted to float32 images in [0, 1] of shape
 ``(N, C, H, W)`` with int64 labels, and moved to the trial's device in one copy. A training
 epoch is then a ``torch.randperm`` split into index slices (:func:`batch_indices`); there is no
-DataLoader and no worker process on the hot path (DESIGN.md, Performance).
+DataLoader and no worker process on the hot path (docs/benchmarks.md, Data pipeline).
 
 Datasets (:data:`DATASETS`):
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-DATASETS = ("digits", "mnist", "cifar10", "synthetic")
+from trainables.config import DATASET_CLASSES, DATASETS  # declared there, so the driver knows them without torch
 # Per dataset: one example's shape (C, H, W), train and test sizes, classes (what load_dataset
 # returns before subsetting; a test keeps the two equal for the datasets that need no download).
 DATASET_SIZES: dict[str, tuple[tuple[int, int, int], int, int, int]] = {
@@ -95,7 +95,7 @@ def load_dataset(
         train_y=train_y.to(device=device, dtype=torch.int64),
         test_x=_to_float_images(test_x, device),
         test_y=test_y.to(device=device, dtype=torch.int64),
-        num_classes=10,
+        num_classes=DATASET_CLASSES[name],
     )
 
 

@@ -20,7 +20,7 @@ def warmup_decay(decay: float, updates_so_far: int) -> float:
     ``decay`` binds from ``t = (10 * decay - 1) / (1 - decay)`` on (8,990 for 0.999). The VIB demo
     itself used ``ExponentialMovingAverage(0.999, zero_debias=True)``, no warm-up (``zero_debias``
     acts only on averages of tensors, not of variables); at its 120,000 updates the difference is
-    below anything measurable (``trainables/objectives/vib.py``).
+    below anything measurable (``trainables/objectives/vib/model.py``).
     """
     return min(decay, (1.0 + updates_so_far) / (10.0 + updates_so_far))
 
@@ -36,10 +36,9 @@ class SyncFreeEMA(AveragedModel):
     instead copies the model, i.e. decay 0 at t = 0).
 
     It subclasses torch's ``AveragedModel`` for its state dict (``module.*`` and ``n_averaged``), so
-    checkpoints written before the warm-up existed still load, and a resumed run continues from
-    the saved ``n_averaged`` exactly as an uninterrupted one would. ``AveragedModel.update_parameters``
-    copies ``n_averaged`` (a CPU tensor) to the model's device on every call; on CUDA that is a host
-    sync in every training step (``python -m benchmarks train_step`` counted 1.0 a step for vib).
+    that a resumed run continues from the saved ``n_averaged`` exactly as an uninterrupted one
+    would. ``AveragedModel.update_parameters`` copies ``n_averaged`` (a CPU tensor) to the model's
+    device on every call; on CUDA that is a host sync in every training step.
     Here ``n_averaged`` is only read on the CPU, to make the decay a Python float, and the update is
     one ``torch._foreach_lerp_`` per device and dtype: no sync (``tests/test_ema.py``).
     """

@@ -1,13 +1,16 @@
 """The one Ray Tune function trainable that trains every objective.
 
-``train(config, data_dir=...)`` seeds everything, picks the device Ray assigned, loads the dataset
-as tensors on that device, builds the objective named in the config, and loops over epochs:
+``train(config, data_dir=...)`` parses the flat trial config once into its typed parts
+(:func:`trainables.config.parse_trial`: training, device, attacks, information plane, the
+objective's own), seeds everything, picks the device Ray assigned, loads the dataset as tensors on
+that device, builds the objective named in the config, and loops over epochs:
 one ``tune.report`` per epoch (sent from a background thread: ``trainables.reporting``), a
 checkpoint every ``checkpoint_every`` epochs but at most one per ``checkpoint_min_seconds``, and
 one at the last epoch.
 A trial restarted by Tune resumes from ``tune.get_checkpoint()``; a checkpoint written under a
-different config is refused. A non-finite training term ends the trial with an error that names
-the epoch and the term; Tune records the error and the sweep goes on.
+different config is refused (the flat dict is compared, as Tune and MLflow record it). A
+non-finite training term ends the trial with an error that names the epoch and the term; Tune
+records the error and the sweep goes on.
 
 Metrics are accumulated on the device and read once per epoch (no host sync per step).
 """
@@ -30,6 +33,7 @@ import torch
 
 from trainables.checkpoints import (  # noqa: F401 - CheckpointMismatchError: the harness's API too
     CHECKPOINT_FILE, CheckpointMismatchError, checkpoint_candidates, restore, save_checkpoint)
+from trainables.config import TrainingConfig, TrialConfig, parse_trial
 from trainables.data import Dataset, batch_indices, class_balanced_batch_indices, crop_flip, load_dataset
 from trainables.ema import SyncFreeEMA
 from trainables.evaluation import run_evaluations
@@ -61,27 +65,31 @@ def train(config: dict[str, Any], *, data_dir: str) -> None:
                   checkpoint=checkpoint_candidates(tune.get_checkpoint()))
 
 
-def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
-    """Train one config; ``report(metrics, checkpoint_dir_or_None)`` is called once per epoch.
+def run_trial(config: Mapping[str, Any], *, data_dir, device, report, checkpoint=None) -> None:
+    """Train one flat trial config; ``report(metrics, checkpoint_dir_or_None)`` is called once per epoch.
 
+    The config is parsed once into a :class:`~trainables.config.TrialConfig` (a bad value raises
+    ValueError naming it before anything is built); the flat dict itself goes only where a flat
+    dict is the point: the checkpoint's record of the config and the fault-injection marker.
     ``checkpoint`` is a ``tune.Checkpoint`` or a list of them, newest first: the first that loads
     is resumed from (see :func:`restore`). Split from :func:`train` so the loop can be run and
     tested without Ray.
     """
     config = dict(config)
-    seed = int(config["seed"])
-    _seed_everything(seed)
+    trial = parse_trial(config)
+    training = trial.training
+    _seed_everything(training.seed)
     data = load_dataset(
-        config["dataset"],
+        training.dataset,
         data_dir=data_dir,
         device=device,
-        train_subset=int(config["train_subset"]),
-        test_subset=int(config["test_subset"]),
-        seed=seed,
+        train_subset=training.train_subset,
+        test_subset=training.test_subset,
+        seed=training.seed,
     )
-    objective, optimizer, aux_optimizer, scheduler, ema, fast = build_training(config, data, device)
-    epochs = int(config["epochs"])
-    generator = torch.Generator(device=device).manual_seed(seed)
+    objective, optimizer, aux_optimizer, scheduler, ema, fast = build_training(trial, data, device)
+    epochs = training.epochs
+    generator = torch.Generator(device=device).manual_seed(training.seed)
     stateful = {"objective": objective, "optimizer": optimizer, "scheduler": scheduler}
     if aux_optimizer is not None:
         stateful["aux_optimizer"] = aux_optimizer
@@ -96,23 +104,23 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
     for epoch in range(start_epoch + 1, epochs + 1):
         _inject_fault(config, epoch)
         objective.start_epoch(epoch)
-        train_terms = train_epoch(objective, optimizer, aux_optimizer, ema, data, config, generator, epoch, fast)
-        if config["lr_schedule"] == "plateau":
+        train_terms = train_epoch(objective, optimizer, aux_optimizer, ema, data, trial, generator, epoch, fast)
+        if training.lr_schedule == "plateau":
             scheduler.step(train_terms["loss"])
         else:
             scheduler.step()
         model = ema.module if ema is not None else objective
-        test_metrics = _evaluate(model, data, config, fast)
+        test_metrics = _evaluate(model, data, training.eval_batch_size, fast)
         metrics = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         metrics.update({f"train/{k}": v for k, v in train_terms.items()})
         metrics.update({f"test/{k}": v for k, v in test_metrics.items()})
-        metrics.update(_epoch_metrics(model, data, epoch, config))
+        metrics.update(_epoch_metrics(model, data, epoch, trial))
         if resumed:  # the first report of a restarted trial says where it restarted from
             metrics["trial/resumed_from_epoch"] = start_epoch
             resumed = False
         if epoch == epochs:  # the evaluation suite runs once, after training
-            metrics.update(_final_evaluations(model, data, config))
-        if epoch == epochs or checkpoint_due(config, epoch, time.monotonic() - last_checkpoint):
+            metrics.update(_final_evaluations(model, data, trial))
+        if epoch == epochs or checkpoint_due(training, epoch, time.monotonic() - last_checkpoint):
             with tempfile.TemporaryDirectory() as directory:
                 save_checkpoint(Path(directory) / CHECKPOINT_FILE, config, stateful, generator, epoch)
                 report(metrics, directory)
@@ -121,41 +129,48 @@ def run_trial(config, *, data_dir, device, report, checkpoint=None) -> None:
             report(metrics, None)
 
 
-def checkpoint_due(config, epoch: int, seconds_since_last: float) -> bool:
+def checkpoint_due(training: TrainingConfig, epoch: int, seconds_since_last: float) -> bool:
     """A checkpoint every ``checkpoint_every`` epochs, but none sooner than ``checkpoint_min_seconds``
     after the previous one (or the trial's start). Each checkpoint costs a save, Tune's copy into
     the trial directory and, every second one (``num_to_keep=2``), a snapshot of the experiment's
-    state on the driver: for epochs of a fraction of a second that was most of a sweep's overhead
+    state on the driver: for epochs of a fraction of a second that is most of a sweep's overhead
     (docs/benchmarks.md). A trial that dies repeats at most about that many seconds more work."""
-    return (epoch % int(config["checkpoint_every"]) == 0
-            and seconds_since_last >= float(config["checkpoint_min_seconds"]))
+    return (epoch % training.checkpoint_every == 0
+            and seconds_since_last >= training.checkpoint_min_seconds)
 
 
-def build_training(config, data: Dataset, device: torch.device):
-    """The objective on ``device`` (laid out and compiled as ``config`` asks), its optimisers, LR
-    scheduler, EMA copy (or None) and :class:`FastPath`, as the training loop uses them."""
-    objective = build_objective(config, data.input_shape, data.num_classes).to(device)
-    fast = FastPath.for_model(config, device, objective)
+def _parsed(trial: TrialConfig | Mapping[str, Any]) -> TrialConfig:
+    """``trial`` itself, or the flat config parsed (the benchmarks and tests drive the loop's parts with one)."""
+    return trial if isinstance(trial, TrialConfig) else parse_trial(trial)
+
+
+def build_training(trial: TrialConfig | Mapping[str, Any], data: Dataset, device: torch.device):
+    """The objective on ``device`` (laid out and compiled as ``trial.device`` asks), its optimisers,
+    LR scheduler, EMA copy (or None) and :class:`FastPath`, as the training loop uses them."""
+    trial = _parsed(trial)
+    training = trial.training
+    objective = build_objective(trial, data.input_shape, data.num_classes).to(device)
+    fast = FastPath.for_model(trial.device, device, objective)
     fast.prepare_model(objective)
-    optimizer, aux_optimizer = _optimizers(objective, config)
-    epochs = int(config["epochs"])
-    if config["lr_schedule"] == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    elif config["lr_schedule"] == "plateau":  # lr x lr_decay after lr_patience epochs without a lower train/loss;
+    optimizer, aux_optimizer = _optimizers(objective, training)
+    if training.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=training.epochs)
+    elif training.lr_schedule == "plateau":  # lr x lr_decay after lr_patience epochs without a lower train/loss;
         # an absolute threshold, since a relative one accepts a worse loss as progress when the loss is negative
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=config["lr_decay"], patience=config["lr_patience"], threshold=1e-4, threshold_mode="abs")
+            optimizer, factor=training.lr_decay, patience=training.lr_patience, threshold=1e-4, threshold_mode="abs")
     else:
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["lr_decay_every"],
-                                                    gamma=config["lr_decay"])
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=training.lr_decay_every,
+                                                    gamma=training.lr_decay)
     ema = None
-    if config["ema_decay"] > 0:
-        ema = SyncFreeEMA(objective, config["ema_decay"])  # warmed-up EMA, no host sync a step
+    if training.ema_decay > 0:
+        ema = SyncFreeEMA(objective, training.ema_decay)  # warmed-up EMA, no host sync a step
     fast.maybe_compile(objective)  # after the EMA copy, which stays eager
     return objective, optimizer, aux_optimizer, scheduler, ema, fast
 
 
-def _optimizers(objective: Objective, config) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+def _optimizers(objective: Objective,
+                training: TrainingConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
     """Adam on the main parameters; a second Adam on the auxiliary ones (CompressAI's recipe), if any."""
     aux = list(objective.aux_parameters())
     aux_ids = {id(p) for p in aux}
@@ -163,31 +178,32 @@ def _optimizers(objective: Objective, config) -> tuple[torch.optim.Optimizer, to
     # fused on CUDA: one kernel for the whole update instead of several per tensor. Not on the CPU,
     # where it would change the rounding of every CPU result the docs quote.
     cuda = all(p.is_cuda for p in main)
-    optimizer = torch.optim.Adam(main, lr=config["lr"], betas=(config["adam_beta1"], config["adam_beta2"]),
-                                 weight_decay=config["weight_decay"], fused=cuda or None)
-    aux_optimizer = torch.optim.Adam(aux, lr=config["aux_lr"], fused=cuda or None) if aux else None
+    optimizer = torch.optim.Adam(main, lr=training.lr, betas=(training.adam_beta1, training.adam_beta2),
+                                 weight_decay=training.weight_decay, fused=cuda or None)
+    aux_optimizer = torch.optim.Adam(aux, lr=training.aux_lr, fused=cuda or None) if aux else None
     return optimizer, aux_optimizer
 
 
-def train_epoch(objective: Objective, optimizer, aux_optimizer, ema, data: Dataset, config, generator,
-                 epoch: int, fast: FastPath) -> dict[str, float]:
+def train_epoch(objective: Objective, optimizer, aux_optimizer, ema, data: Dataset,
+                trial: TrialConfig | Mapping[str, Any], generator, epoch: int, fast: FastPath) -> dict[str, float]:
     """One pass over the training set; the means of every term, read from the device once.
 
     A step is the objective's :meth:`~Objective.training_step` (compiled when ``compile`` asks),
     one backward, and each optimiser's step. The main optimiser's and the aux one's parameters
     are disjoint, and neither loss reaches the other's, so the order of the two steps is free.
     """
+    training = _parsed(trial).training
     objective.train()
     sums = TermSums()
-    if config["batch_sampler"] == "class_balanced":
-        batches = class_balanced_batch_indices(data.train_y, int(config["batch_size"]), generator=generator)
+    if training.batch_sampler == "class_balanced":
+        batches = class_balanced_batch_indices(data.train_y, training.batch_size, generator=generator)
     else:
-        batches = batch_indices(len(data.train_y), int(config["batch_size"]), generator=generator,
+        batches = batch_indices(len(data.train_y), training.batch_size, generator=generator,
                                 device=data.train_y.device)
     for index in batches:
         x, y = data.train_x[index], data.train_y[index]
-        if config["augment"] == "crop_flip":
-            x = crop_flip(x, padding=int(config["crop_padding"]), generator=generator)
+        if training.augment == "crop_flip":
+            x = crop_flip(x, padding=training.crop_padding, generator=generator)
         with fast.autocast():
             terms, total = objective.training_step(fast.prepare_batch(x), y)
         optimizer.zero_grad(set_to_none=True)
@@ -236,10 +252,10 @@ class TermSums:
 
 
 @torch.no_grad()
-def _evaluate(objective: Objective, data: Dataset, config, fast: FastPath) -> dict[str, float]:
+def _evaluate(objective: Objective, data: Dataset, batch: int, fast: FastPath) -> dict[str, float]:
+    """The means of the objective's evaluation metrics over the test set, ``batch`` examples a forward pass."""
     objective.eval()
     sums = TermSums()
-    batch = int(config["eval_batch_size"])
     for start in range(0, len(data.test_y), batch):
         x, y = data.test_x[start : start + batch], data.test_y[start : start + batch]
         with fast.autocast():
@@ -248,23 +264,23 @@ def _evaluate(objective: Objective, data: Dataset, config, fast: FastPath) -> di
     return sums.means()
 
 
-def _final_evaluations(model: Objective, data: Dataset, config) -> dict[str, Any]:
-    """The attacks named in the config and the objective's own post-training measurements.
+def _final_evaluations(model: Objective, data: Dataset, trial: TrialConfig) -> dict[str, Any]:
+    """The attacks named in ``trial.attacks`` and the objective's own post-training measurements.
 
     Flat ``robust/*`` metrics go to Tune and MLflow; the rows for ``evaluations.parquet`` travel
     in the same report as one JSON string (Tune keeps it in result.json; MLflow skips strings).
     """
-    n = int(config["eval_subset"])
+    n = trial.attacks.eval_subset
     was_training = model.training
     model.eval()
     own_metrics, own_rows = model.final_evaluations(data)  # first: it may fit what logits() needs (knn_ib's decoder)
     model.train(was_training)
-    metrics, rows = run_evaluations(model, data.test_x[:n], data.test_y[:n], config)
+    metrics, rows = run_evaluations(model, data.test_x[:n], data.test_y[:n], trial.attacks, seed=trial.training.seed)
     metrics, rows = {**metrics, **own_metrics}, rows + own_rows
     return {**metrics, EVALUATIONS_KEY: json.dumps(rows)} if rows else metrics
 
 
-def _epoch_metrics(model: Objective, data: Dataset, epoch: int, config) -> dict[str, float]:
+def _epoch_metrics(model: Objective, data: Dataset, epoch: int, trial: TrialConfig) -> dict[str, float]:
     """The objective's own per-epoch measurements (probes, conditioning), and the information
     plane every ``infoplane_every`` epochs and after the last, in eval mode; its k-NN bias at
     each of those epochs with ``infoplane_bias = "every"``, else after the last only, the one
@@ -272,17 +288,18 @@ def _epoch_metrics(model: Objective, data: Dataset, epoch: int, config) -> dict[
     was_training = model.training
     model.eval()
     metrics = model.epoch_metrics(data, epoch)
-    every = int(config.get("infoplane_every", 0))
-    last = epoch == int(config["epochs"])
-    if every > 0 and (epoch % every == 0 or last):
-        n = int(config["infoplane_subset"])
-        bias = last or config.get("infoplane_bias", "last") == "every"
-        metrics.update(info_plane(model, data.test_x[:n], data.test_y[:n], config, bias=bias))
+    plane, training = trial.infoplane, trial.training
+    last = epoch == training.epochs
+    if plane.infoplane_every > 0 and (epoch % plane.infoplane_every == 0 or last):
+        n = plane.infoplane_subset
+        bias = last or plane.infoplane_bias == "every"
+        metrics.update(info_plane(model, data.test_x[:n], data.test_y[:n], seed=training.seed,
+                                  eval_batch_size=training.eval_batch_size, bias=bias))
     model.train(was_training)
     return metrics
 
 
-def _inject_fault(config, epoch: int) -> None:
+def _inject_fault(config: Mapping[str, Any], epoch: int) -> None:
     """Fault injection for the reliability tests (docs/reliability.md); inert unless the variable is set.
 
     ``IB_SWEEPS_FAULT='{"raise_at_epoch": 3, "marker_dir": "/tmp/x"}'`` makes every trial raise once

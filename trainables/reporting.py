@@ -2,8 +2,8 @@
 
 Ray Tune's function trainable blocks the thread that calls ``tune.report`` until the driver has
 handled that result (loggers, callbacks, checkpoint bookkeeping) and asked the trial for the next
-one. That round trip took about 2.8 ms a report on an idle 2-core machine, and grows with every
-trial a busy driver serves. :class:`BackgroundReporter` hands each report to a thread of its own
+one, a round trip that grows with every trial a busy driver serves (docs/benchmarks.md).
+:class:`BackgroundReporter` hands each report to a thread of its own
 and lets training go straight on to the next epoch; reports still reach Tune one at a time, in
 order, and all of them before the trial's function returns.
 

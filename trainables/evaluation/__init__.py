@@ -1,28 +1,27 @@
 """The robustness suite run once after training: FGSM, PGD, APGD-CE/DLR and CW-L2, robust accuracy as the
 worst case over them, and the gradient-masking checks.
 
-``run_evaluations(objective, x, y, config)`` attacks ``objective.logits`` on the test subset
-``(x, y)`` with the attacks named in ``config["evaluations"]`` and returns ``(metrics, rows)``:
+``run_evaluations(objective, x, y, attacks, seed)`` attacks ``objective.logits`` on the test subset
+``(x, y)`` with the attacks named in ``attacks.evaluations`` (a parsed
+:class:`~trainables.config.AttackConfig`) and returns ``(metrics, rows)``:
 flat ``robust/*`` floats for Tune and MLflow, and one row per (evaluation, epsilon, steps) for
 ``evaluations.parquet``. Attacks, conventions, metric names and rows: docs/robustness.md.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
-from collections.abc import Mapping
+import dataclasses
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from trainables.config import EVALUATIONS, AttackConfig, lists_read, split_list  # noqa: F401 - EVALUATIONS: the package's API
 from trainables.evaluation.apgd import apgd as apgd_attack  # not "apgd": the package attribute is the module
 from trainables.evaluation.attacks import cw_l2, fgsm_robust, pgd, predict
 from trainables.evaluation.masking import masking_checks
 from trainables.evaluation.sanity import uniform_noise_robust, zero_gradient
 
-EVALUATIONS = ("fgsm", "pgd", "apgd_ce", "apgd_dlr", "cw_l2")
 # The unbounded attack of the masking checks: PGD over the whole [0, 1] box, in steps of a tenth of the
 # pixel range, so that any pixel can cross the range in 10 steps.
 UNBOUNDED_STEP = 0.1
@@ -32,9 +31,9 @@ CW_CHECK_FACTOR = 3
 CW_CHECK_EXAMPLES = 100
 
 
-def run_evaluations(objective, x: Tensor, y: Tensor,
-                    config: Mapping[str, Any]) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Run the attacks named in ``config["evaluations"]`` on ``(x, y)``.
+def run_evaluations(objective, x: Tensor, y: Tensor, attacks: AttackConfig,
+                    seed: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Run the attacks named in ``attacks.evaluations`` on ``(x, y)``.
 
     Args:
         objective: anything with ``logits(x)``, ``eval()``, ``train(mode)`` and ``training``
@@ -42,23 +41,21 @@ def run_evaluations(objective, x: Tensor, y: Tensor,
             attacks and given back in the mode it had.
         x: test images in [0, 1], already the configured subset, on the model's device.
         y: their int64 labels.
-        config: the flat trial config; keys read: ``evaluations`` (comma-separated names from
-            :data:`EVALUATIONS`, may be empty), ``eot_samples``, and per attack ``fgsm_epsilons``;
-            ``pgd_epsilons``, ``pgd_step_fraction``, ``pgd_steps``; ``apgd_steps``, ``apgd_targets``,
-            ``apgd_norms``; ``cw_steps``, ``cw_binary_steps``, ``cw_initial_c``, ``cw_lr``;
-            ``l2_epsilons`` (CW, APGD-L2); ``seed`` and ``noise_samples`` with any L-inf attack.
+        attacks: the trial's attack settings, each value checked when the config was parsed
+            (``eval_subset`` is the caller's: ``x`` is already that subset).
+        seed: the trial's seed; every attack that draws at random draws from a generator of its
+            own seeded with it, so that adding an attack moves no other's numbers.
 
     Returns:
         ``(metrics, rows)``; ``({}, [])`` when no evaluation is named.
 
     Raises:
-        ValueError: an unknown evaluation name, or a config value out of range, named with what
-            would be accepted; images outside [0, 1].
+        ValueError: a list a named attack reads is empty or repeats a value; images outside [0, 1].
     """
-    names = _evaluation_names(config.get("evaluations", ""))
+    names = split_list(attacks.evaluations)
     if not names:
         return {}, []
-    settings = _settings(config, names)
+    lists = _lists(attacks)
     if len(x) != len(y) or len(y) == 0:
         raise ValueError(f"evaluations need a non-empty test subset with one label per image, got {len(x)} images "
                          f"and {len(y)} labels")
@@ -70,14 +67,14 @@ def run_evaluations(objective, x: Tensor, y: Tensor,
         # the attacks need autograd even when the caller runs under no_grad or inference_mode
         with torch.inference_mode(False), torch.enable_grad():
             x, y = (t.clone() if t.is_inference() else t for t in (x, y))
-            return _run(objective.logits, x, y, names, settings)
+            return _run(objective.logits, x, y, names, attacks, lists, seed)
     finally:
         objective.train(was_training)
 
 
-def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
+def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], a: AttackConfig, lists: dict[str, list], seed: int):
     n = len(y)
-    samples = s["eot_samples"]
+    samples = a.eot_samples
     device = x.device
     accuracies: dict[str, Tensor] = {}  # metric name -> 0-d tensor, read in one host sync at the end
     rows: list[dict[str, Any]] = []  # "value" filled from accuracies at the end
@@ -91,7 +88,7 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
                      "index": None, "value": name})
 
     def generator() -> torch.Generator:  # each attack draws from its own stream: adding one moves no other
-        return torch.Generator(device=device).manual_seed(s["seed"])
+        return torch.Generator(device=device).manual_seed(seed)
 
     first = predict(logits_fn, x, eot_samples=samples)
     clean_correct = first == y
@@ -113,14 +110,14 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
     pgd_names: dict[float, dict[int, str]] = {}
     apgd_names: dict[float, list[str]] = {}
     if "fgsm" in names:
-        for epsilon, survived in fgsm_robust(logits_fn, x, y, s["fgsm_epsilons"], eot_samples=samples).items():
+        for epsilon, survived in fgsm_robust(logits_fn, x, y, lists["fgsm_epsilons"], eot_samples=samples).items():
             fgsm_names[epsilon] = f"robust/fgsm_acc_eps{epsilon:.4g}"
             record(fgsm_names[epsilon], survived.float().mean(), "fgsm", "acc", "linf", epsilon, 1)
             survive("linf", epsilon, survived)
     if "pgd" in names:
-        for epsilon in s["pgd_epsilons"]:
-            robust = pgd(logits_fn, x, y, epsilon=epsilon, step=s["pgd_step_fraction"] * epsilon,
-                         steps=s["pgd_steps"], generator=generator(), eot_samples=samples)
+        for epsilon in lists["pgd_epsilons"]:
+            robust = pgd(logits_fn, x, y, epsilon=epsilon, step=a.pgd_step_fraction * epsilon,
+                         steps=lists["pgd_steps"], generator=generator(), eot_samples=samples)
             pgd_names[epsilon] = {}
             for steps, survived in robust.items():
                 pgd_names[epsilon][steps] = f"robust/pgd{steps}_acc_eps{epsilon:.4g}"
@@ -129,44 +126,44 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
     for loss in ("ce", "dlr"):
         if f"apgd_{loss}" not in names:
             continue
-        radii = [("linf", e) for e in s["pgd_epsilons"]] if "linf" in s["apgd_norms"] else []
-        radii += [("l2", e) for e in s["l2_epsilons"]] if "l2" in s["apgd_norms"] else []
+        radii = [("linf", e) for e in lists["pgd_epsilons"]] if "linf" in lists["apgd_norms"] else []
+        radii += [("l2", e) for e in lists["l2_epsilons"]] if "l2" in lists["apgd_norms"] else []
         for norm, epsilon in radii:
-            survived = apgd_attack(logits_fn, x, y, epsilon=epsilon, norm=norm, loss=loss, steps=s["apgd_steps"],
-                                   targets=s["apgd_targets"], generator=generator(), eot_samples=samples)
+            survived = apgd_attack(logits_fn, x, y, epsilon=epsilon, norm=norm, loss=loss, steps=a.apgd_steps,
+                                   targets=a.apgd_targets, generator=generator(), eot_samples=samples)
             name = f"robust/apgd_{loss}{'' if norm == 'linf' else '_l2'}_acc_eps{epsilon:.4g}"
-            record(name, survived.float().mean(), f"apgd_{loss}", "acc", norm, epsilon, s["apgd_steps"])
+            record(name, survived.float().mean(), f"apgd_{loss}", "acc", norm, epsilon, a.apgd_steps)
             survive(norm, epsilon, survived)
             if norm == "linf":
                 apgd_names.setdefault(epsilon, []).append(name)
     cw_success = None
     if "cw_l2" in names:
-        norms = cw_l2(logits_fn, x, y, steps=s["cw_steps"], binary_steps=s["cw_binary_steps"],
-                      initial_c=s["cw_initial_c"], lr=s["cw_lr"], eot_samples=samples)
-        for epsilon in s["l2_epsilons"]:
+        norms = cw_l2(logits_fn, x, y, steps=a.cw_steps, binary_steps=a.cw_binary_steps,
+                      initial_c=a.cw_initial_c, lr=a.cw_lr, eot_samples=samples)
+        for epsilon in lists["l2_epsilons"]:
             survived = clean_correct & (norms > epsilon)
             record(f"robust/cw_l2_acc_eps{epsilon:.4g}", survived.float().mean(), "cw_l2", "acc", "l2", epsilon,
-                   s["cw_steps"])
+                   a.cw_steps)
             survive("l2", epsilon, survived)
         found = clean_correct & torch.isfinite(norms)
         cw_success = found.sum() / correct_count
-        record("robust/cw_l2_success_rate", cw_success, "cw_l2", "success_rate", "l2", None, s["cw_steps"])
+        record("robust/cw_l2_success_rate", cw_success, "cw_l2", "success_rate", "l2", None, a.cw_steps)
         # the lower median over the clean-correct examples (inf for a failure): the L2 radius at which
         # CW breaks half of them; inf only when CW failed on more than half
         correct_norms = norms[clean_correct]
         median = correct_norms.median() if len(correct_norms) else torch.tensor(float("nan"), device=device)
-        record("robust/cw_l2_median_l2", median, "cw_l2", "median_l2", "l2", None, s["cw_steps"])
+        record("robust/cw_l2_median_l2", median, "cw_l2", "median_l2", "l2", None, a.cw_steps)
         # convergence (Carlini et al. 2019, 5.2): on the first CW_CHECK_EXAMPLES examples, CW_CHECK_FACTOR
         # times the iterations must not change the robust share at any radius by much
         head = slice(0, min(len(y), CW_CHECK_EXAMPLES))
-        longer = cw_l2(logits_fn, x[head], y[head], steps=CW_CHECK_FACTOR * s["cw_steps"],
-                       binary_steps=s["cw_binary_steps"], initial_c=s["cw_initial_c"], lr=s["cw_lr"],
+        longer = cw_l2(logits_fn, x[head], y[head], steps=CW_CHECK_FACTOR * a.cw_steps,
+                       binary_steps=a.cw_binary_steps, initial_c=a.cw_initial_c, lr=a.cw_lr,
                        eot_samples=samples)
         gaps = [((norms[head] > e) & clean_correct[head]).float().mean() - ((longer > e) & clean_correct[head]).float().mean()
-                for e in s["l2_epsilons"]]
+                for e in lists["l2_epsilons"]]
         cw_gap = torch.stack(gaps).abs().max()
         record("robust/cw_l2_convergence_gap", cw_gap, "cw_l2", "convergence_gap", "l2", None,
-               CW_CHECK_FACTOR * s["cw_steps"])
+               CW_CHECK_FACTOR * a.cw_steps)
     linf = [e for norm, e in survivors if norm == "linf"]
     unbounded_success = noise_epsilon = None
     if linf:
@@ -177,12 +174,12 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
         unbounded_success = (broken & clean_correct).sum() / correct_count
         record("robust/unbounded_pgd_success_rate", unbounded_success, "unbounded_pgd", "success_rate", "linf", 1.0,
                UNBOUNDED_STEPS)
-        if s["noise_samples"] > 0:  # at the largest budget of the strongest attacks that ran
-            noise_epsilon = max(s["pgd_epsilons"]) if "pgd" in names or apgd_names else max(linf)
-            survived = uniform_noise_robust(logits_fn, x, y, epsilon=noise_epsilon, samples=s["noise_samples"],
+        if a.noise_samples > 0:  # at the largest budget of the strongest attacks that ran
+            noise_epsilon = max(lists["pgd_epsilons"]) if "pgd" in names or apgd_names else max(linf)
+            survived = uniform_noise_robust(logits_fn, x, y, epsilon=noise_epsilon, samples=a.noise_samples,
                                             generator=generator(), eot_samples=samples)
             record(f"robust/noise_acc_eps{noise_epsilon:.4g}", survived.float().mean(), "noise", "acc", "linf",
-                   noise_epsilon, s["noise_samples"])
+                   noise_epsilon, a.noise_samples)
             survive("linf", noise_epsilon, survived)
     for (norm, epsilon), survived in sorted(survivors.items()):
         # robust accuracy in the field's sense: correct under every attack run at this budget
@@ -218,85 +215,10 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], s: dict[str, Any]):
     return metrics, rows
 
 
-def _evaluation_names(value: Any) -> list[str]:
-    if not isinstance(value, str):
-        raise ValueError(f"evaluations must be a comma-separated string of names from {list(EVALUATIONS)}, "
-                         f"got {value!r}")
-    names = []
-    for name in (part.strip() for part in value.split(",")):
-        if not name:
-            continue
-        if name not in EVALUATIONS:
-            close = difflib.get_close_matches(name, EVALUATIONS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown evaluation {name!r}{hint}; accepted: {', '.join(EVALUATIONS)}")
-        if name not in names:
-            names.append(name)
-    return names
-
-
-def _settings(config: Mapping[str, Any], names: list[str]) -> dict[str, Any]:
-    """The config values the named attacks need, checked."""
-    s: dict[str, Any] = {"eot_samples": _int(config, "eot_samples", 1)}
-    if any(name in names for name in ("fgsm", "pgd", "apgd_ce", "apgd_dlr")):  # and the unbounded PGD and noise
-        s["seed"] = _int(config, "seed", 0)
-        s["noise_samples"] = _int(config, "noise_samples", 0)
-    if "fgsm" in names:
-        s["fgsm_epsilons"] = _numbers(config, "fgsm_epsilons", float)
-    if "pgd" in names or "apgd_ce" in names or "apgd_dlr" in names:
-        s["pgd_epsilons"] = _numbers(config, "pgd_epsilons", float)
-    if "pgd" in names:
-        s["pgd_step_fraction"] = _number(config, "pgd_step_fraction", lower=0.0, strict=True)
-        s["pgd_steps"] = _numbers(config, "pgd_steps", int, lower=1)
-    if "apgd_ce" in names or "apgd_dlr" in names:
-        s["apgd_steps"] = _int(config, "apgd_steps", 1)
-        s["apgd_targets"] = _int(config, "apgd_targets", 1)
-        s["apgd_norms"] = _choices(config, "apgd_norms", ("linf", "l2"))
-    if "cw_l2" in names or "l2" in s.get("apgd_norms", ()):
-        s["l2_epsilons"] = _numbers(config, "l2_epsilons", float)
-    if "cw_l2" in names:
-        s["cw_steps"] = _int(config, "cw_steps", 1)
-        s["cw_binary_steps"] = _int(config, "cw_binary_steps", 1)
-        s["cw_initial_c"] = _number(config, "cw_initial_c", lower=0.0, strict=True)
-        s["cw_lr"] = _number(config, "cw_lr", lower=0.0, strict=True)
-    return s
-
-
-def _choices(config, key: str, accepted: tuple[str, ...]) -> list[str]:
-    """A non-empty comma-separated list of names from ``accepted``."""
-    value = config.get(key)
-    parts = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else []
-    if not parts or any(p not in accepted for p in parts):
-        raise ValueError(f"{key} must be a comma-separated list of names from {', '.join(accepted)}, got {value!r}")
-    return parts
-
-
-def _number(config, key: str, *, lower: float, strict: bool = False) -> float:
-    value = config.get(key)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < lower or (strict and value == lower):
-        raise ValueError(f"{key} must be a finite number {'>' if strict else '>='} {lower:g}, got {value!r}")
-    return float(value)
-
-
-def _int(config, key: str, lower: int) -> int:
-    value = config.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < lower:
-        raise ValueError(f"{key} must be an int >= {lower}, got {value!r}")
-    return value
-
-
-def _numbers(config, key: str, kind: type, *, lower: float = 0) -> list:
-    """A non-empty comma-separated list (a lone number is accepted too), each >= lower, no repeats."""
-    value = config.get(key)
-    parts = [str(value)] if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    if parts is None and isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-    try:
-        numbers = [kind(p) for p in parts] if parts else None
-    except ValueError:
-        numbers = None
-    if not numbers or any(not math.isfinite(v) or v < lower for v in numbers) or len(set(numbers)) != len(numbers):
-        what = "ints" if kind is int else "finite numbers"
-        raise ValueError(f"{key} must be a comma-separated list of distinct {what} >= {lower:g}, got {value!r}")
-    return numbers
+def _lists(attacks: AttackConfig) -> dict[str, list]:
+    """The comma-separated lists that the named attacks read, parsed (``float``, ``int`` or ``str``), after the rules
+    of :class:`~trainables.config.AttackConfig` (each non-empty with distinct values; parsing a trial ran them too,
+    a direct caller may not have)."""
+    flat = dataclasses.asdict(attacks)
+    AttackConfig.check(flat)
+    return {key: split_list(flat[key], element) for key, element in lists_read(flat).items()}

@@ -1,9 +1,9 @@
 """The information plane of any objective, measured with one ruler (Kirsch, Lyle and Gal, 2020, Fig. 2).
 
-``info_plane(objective, x, y, config)`` places the objective's representation Z of the inputs
-``x`` (a fixed held-out subset: the harness passes the first ``infoplane_subset`` test examples
-every ``infoplane_every`` epochs) on the plane of I(X; Z) ("preserved information") against
-H(Y | Z) ("residual information"), both in bits:
+``info_plane(objective, x, y, seed=..., eval_batch_size=...)`` places the objective's
+representation Z of the inputs ``x`` (a fixed held-out subset: the harness passes the first
+``infoplane_subset`` test examples every ``infoplane_every`` epochs) on the plane of I(X; Z)
+("preserved information") against H(Y | Z) ("residual information"), both in bits:
 
 - **I(X; Z) = h(Z) - h(Z | X)**. h(Z) is the Kozachenko-Leonenko estimate
   (:func:`~trainables.estimators.knn_entropy`, k = 1) on one sample of Z per example, the paper's
@@ -24,12 +24,11 @@ H(Y | Z) ("residual information"), both in bits:
   and costs milliseconds: the bound is looser where the classes are not linearly separable in Z.
   The class frequencies of the fitting half (add-one smoothed), a decoder that ignores Z, are
   scored the same way, and the smaller of the two held-out cross-entropies is reported: on
-  latents that carry little about Y the regression overfits (digits, latents collapsed into
-  the noise: 4.6 bits against H(Y) = 3.3), and the bound should then be H(Y), not worse.
+  latents that carry little about Y the regression overfits, its held-out cross-entropy can
+  exceed H(Y), and the bound should then be H(Y), not worse.
 
-The k-NN estimate is biased upwards in high dimensions with few samples: for zero-entropy noise
-alone (true h = 0) and N = 450 it gives 4.4 bits at d = 32, 36 bits at d = 128 and 87 bits at
-d = 256 (5 seeds, within 0.5 bits of each other at d = 32, 1.2 at d = 128 and 256). So each
+The k-NN estimate is biased upwards in high dimensions with few samples (tens of bits on
+zero-entropy noise at d = 128 and N = 450: docs/information_plane.md, The zero point). So each
 measurement also logs ``infoplane/izx_floor_bits``, the same estimator on zero-entropy noise of
 the same N and d: the reading of a representation that carries nothing about X, the plane's
 zero point for that latent size. Compare I(X; Z) across latent sizes against their floors.
@@ -42,24 +41,19 @@ which the floor misses. ``izx_bits - knn_bias_bits`` is I(X; Z) corrected for th
 Gaussian of the same covariance: an estimate, not a bound, and one that can go below 0 where Z
 is far from Gaussian (VIB at K = 256 on the digits; docs/information_plane.md).
 
-Returns ``infoplane/izx_bits``, ``infoplane/izx_floor_bits``, ``infoplane/knn_bias_bits``, ``infoplane/hyz_bits`` and, when the objective's ``evaluate``
-reports a ``rate_bits``, that rate on the same subset as ``infoplane/rate_bits`` (VIB: the KL
-upper bound on I(X; Z); DIB: the entropy model's code length; knn_ib: its own k-NN h(Z)). The
-measurement runs under a forked RNG seeded with the trial's ``seed``: the same noise draws every
-epoch, and the training run's random stream is left exactly as it was.
-
-Cost (450 test digits, one CPU thread, 5 repeats): 0.03-0.06 s per call for knn_ib (K = 32),
-0.07-0.15 s for VIB (K = 256) and DIB (128 dimensions), most of it the two logistic
-regressions; the bias adds four k-NN estimates of the same size (docs/information_plane.md has
-the measured cost).
+Returns ``infoplane/izx_bits``, ``infoplane/izx_floor_bits``, ``infoplane/knn_bias_bits``,
+``infoplane/hyz_bits`` and, when the objective's ``evaluate`` reports a ``rate_bits``, that rate
+on the same subset as ``infoplane/rate_bits`` (VIB: the KL upper bound on I(X; Z); DIB: the
+entropy model's code length; knn_ib: its own k-NN h(Z)). The measurement runs under a forked
+RNG seeded with the trial's ``seed``: the same noise draws every epoch, and the training run's
+random stream is left exactly as it was. Its cost, mostly the two logistic regressions and (with
+``bias``) four more k-NN estimates: docs/information_plane.md, Cost.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
@@ -73,7 +67,8 @@ MIN_PROBABILITY = 1e-12  # a class the decoder gives probability 0 costs log2(1e
 
 
 @torch.no_grad()
-def info_plane(objective, x: Tensor, y: Tensor, config: Mapping[str, Any], *, bias: bool = True) -> dict[str, float]:
+def info_plane(objective, x: Tensor, y: Tensor, *, seed: int, eval_batch_size: int,
+               bias: bool = True) -> dict[str, float]:
     """I(X; Z) and an upper bound on H(Y | Z), in bits, of ``objective`` on ``(x, y)``.
 
     Args:
@@ -81,11 +76,11 @@ def info_plane(objective, x: Tensor, y: Tensor, config: Mapping[str, Any], *, bi
             ``representation_sample`` and ``representation`` both return None gets no
             information plane (``{}``).
         x, y: the held-out subset (pixels in [0, 1], int64 labels), on the model's device.
-        config: the trial config; reads ``seed`` and ``eval_batch_size``.
+        seed: the trial's seed: the measurement's noise draws and the decoder's folds.
+        eval_batch_size: examples per forward pass (no effect on the readings).
         bias: whether to measure ``knn_bias_bits`` too, the costliest reading (four k-NN estimates
-            of the measured size; 0.22 of 0.38 s at VIB's K = 256 on 450 digits). It draws last,
-            so the other readings are the same either way. The harness asks for it at the last
-            epoch only, where the report reads it.
+            of the measured size). It draws last, so the other readings are the same either way.
+            The harness asks for it at the last epoch only, where the report reads it.
 
     Returns:
         ``{"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/knn_bias_bits", "infoplane/hyz_bits"}``
@@ -100,8 +95,7 @@ def info_plane(objective, x: Tensor, y: Tensor, config: Mapping[str, Any], *, bi
     if len(y) < 4 or len(x) != len(y):
         raise ValueError(f"infoplane_subset: the information plane needs at least 4 test examples with labels, "
                          f"got {len(x)} images and {len(y)} labels")
-    seed = int(config["seed"])
-    batch = int(config["eval_batch_size"])
+    batch = eval_batch_size
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)

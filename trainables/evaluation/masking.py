@@ -6,7 +6,7 @@ gradient attack fails while a blind, unbounded or better-tuned one succeeds. Eac
 compares results the suite measured and says whether they are what a working gradient attack on
 a model without masked gradients gives. A violated check does not prove masking, and quiet checks
 do not rule it out. The driver-side explanations of each check (report table, MLflow tag) are in
-``orchestrator.reports.gradient_masking.CHECKS``; a test keeps the two lists equal.
+``orchestrator.masking.CHECKS``; a test keeps the two lists equal.
 
 Checks (rows with ``evaluation="masking"``, ``metric=<name>``, value 1.0 when violated):
 
