@@ -30,8 +30,9 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
 from orchestrator.reports import build_reports, load_results, report_names  # noqa: E402
-from orchestrator.reports.style import beta_colors, tick_label  # noqa: E402
+from orchestrator.reports.figures import beta_colors, save_figure, tick_label  # noqa: E402
 from tests import test_reports, test_reports_conditioning, test_reports_contrastive, test_reports_robustness  # noqa: E402
+from trainables.objectives import slices  # noqa: E402
 
 KNN_BETAS = [0.0, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9]  # seven betas in a legend, close on a symlog axis
 MANY_BETAS = [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0, 4.0, 8.0, 32.0]  # a colour bar, dense ticks
@@ -91,11 +92,16 @@ def _write_sweeps(root: Path) -> dict[str, Path]:
 
 @contextmanager
 def kept_figures():
-    """Every figure the reports save, by file name, while they still write their PNGs."""
+    """Every figure the reports save, by file name, while they still write their PNGs.
+
+    ``save_figure`` is wrapped where the reports call it: in each module of the package and each
+    slice's report module (``trainables/objectives/<name>/report.py``) that imported it.
+    """
     kept = {}
-    report_names()  # imports every module of the package
-    modules = [module for name, module in sorted(sys.modules.items())
-               if name.startswith("orchestrator.reports.") and name != "orchestrator.reports.document" and hasattr(module, "save_figure")]
+    report_names()  # imports all of them
+    names = {name for name in sys.modules if name.startswith("orchestrator.reports.")}
+    names |= {piece.report for piece in slices().values() if piece.report}
+    modules = [sys.modules[name] for name in sorted(names) if getattr(sys.modules[name], "save_figure", None) is save_figure]
     with pytest.MonkeyPatch.context() as patch:
         for module in modules:
             original = module.save_figure
@@ -262,7 +268,7 @@ def test_neighbouring_beta_colours_are_far_apart(count):
 
 
 def test_viridis_sampled_evenly_would_put_seven_betas_about_20_apart():
-    """The number orchestrator/reports/style.py gives for why the betas are not coloured so."""
+    """The number orchestrator/reports/figures.py gives for why the betas are not coloured so."""
     palette = matplotlib.colormaps["viridis"]
     colors = [palette(0.9 * index / 6) for index in range(7)]
     assert min(delta_e(a, b) for a, b in zip(colors, colors[1:])) == pytest.approx(20, abs=0.5)

@@ -24,8 +24,8 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from orchestrator.reports import REPORTS, build_reports, load_results, report_names  # noqa: E402
-from orchestrator.reports.common import summarize_over_seeds  # noqa: E402
-from orchestrator.reports.versus_beta import apply_beta_scale  # noqa: E402
+from orchestrator.reports.data import summarize_over_seeds  # noqa: E402
+from orchestrator.reports.figures import apply_beta_scale  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
 from orchestrator.reports import build_reports, load_results  # noqa: E402
-from orchestrator.reports.conditioning import conditioning  # noqa: E402
+from trainables.objectives.infomax.report import conditioning  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 AXES = ["estimator", "critic", "encoder"]

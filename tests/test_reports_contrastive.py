@@ -1,4 +1,4 @@
-"""The reports of simclr_dib and hybrid, built from fake results written by orchestrator.results."""
+"""The report panels of the simclr_dib and hybrid slices, built from fake results written by orchestrator.results."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from orchestrator.reports import build_reports, load_results  # noqa: E402
-from orchestrator.reports.contrastive import FID_SKIPPED  # noqa: E402
-from orchestrator.reports.interpolation import _images  # noqa: E402
 from orchestrator.results import write_results  # noqa: E402
+from trainables.objectives.hybrid.report import FID_SKIPPED, _images  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -24,7 +24,7 @@ import pytest  # noqa: E402
 
 from orchestrator.reports import build_reports, load_results  # noqa: E402
 from tests.test_reports import markdown_table  # noqa: E402
-from orchestrator.reports.evaluation_data import evaluation_rows, format_epsilon, summarize_evaluation  # noqa: E402
+from orchestrator.reports.data import evaluation_rows, format_epsilon, summarize_evaluation  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REPORTS = ["accuracy_vs_beta", "rate_vs_beta", "robustness", "active_dims_vs_beta", "spectra"]
@@ -289,7 +289,7 @@ def test_an_l2_radius_or_the_whole_range_is_never_a_pixel_level():
 
 
 def test_beta_zero_is_called_cross_entropy_only_where_it_is():
-    from orchestrator.reports.evaluation_data import beta_label
+    from orchestrator.reports.data import beta_label
 
     assert beta_label(0.0, "dib") == beta_label(0.0, "vib") == "CE (beta=0)"
     for objective in ("knn_ib", "simclr_dib", ""):  # beta'' = 0 keeps H[Z|Y]; beta = 0 of SimCLR is SimCLR

@@ -1,11 +1,16 @@
 """Reports: a sweep's parquet results -> figures and tables in ``report.md`` and ``report.html``.
 
-A report is a function ``(results: SweepResults, out_dir: Path) -> list[Section]`` in a module of
-this package, registered with ``@register_report("name")``; it writes its PNG figures into
-``out_dir`` and returns the sections that describe them. Every module here is imported on first
-lookup, so a new report is one new module and nothing else. The sweep's metadata names the
-reports to run (``reports``); :func:`build_reports` runs them after the sweep header and the
-learning curves, which every report file starts with. ``docs/results.md`` documents the input.
+A report is a function ``(results: SweepResults, out_dir: Path) -> list[Section]`` registered with
+``@register_report("name")``; it writes its PNG figures into ``out_dir`` and returns the sections
+that describe them. The generic reports are modules of this package (``versus_beta``,
+``robustness``, ``info_plane``); an objective's own panels live in its slice,
+``trainables/objectives/<name>/report.py``. Every module here and every slice's report module is
+imported on first lookup, so a new report is one new module and nothing else. The sweep's metadata
+names the reports to run (``reports``); :func:`build_reports` runs them after the sweep header and
+the learning curves (``overview``), which every report file starts with. The shared parts: ``data``
+(the parquet files loaded, summaries over seeds, cells and labels), ``figures`` (colours, axes,
+legends, saving) and ``document`` (sections rendered to markdown and HTML). ``docs/results.md``
+documents the input.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import pkgutil
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.reports.common import SweepInfo, SweepResults, load_results
+from orchestrator.reports.data import SweepInfo, SweepResults, load_results
 from orchestrator.reports.document import FigureFile, Section, Table, render_html, render_markdown, write_atomic
 from orchestrator.reports.overview import overview_sections
+from trainables.objectives import slices
 
 __all__ = [
     "REPORTS",
@@ -57,6 +63,9 @@ def register_report(name: str) -> Callable[[ReportFunction], ReportFunction]:
 def _import_all() -> None:
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
+    for piece in slices().values():  # each objective's own panels live in its slice
+        if piece.report:
+            importlib.import_module(piece.report)
 
 
 def report_names() -> list[str]:
@@ -80,8 +89,9 @@ def build_reports(results_dir: str | Path, out_dir: str | Path | None = None) ->
     """Rebuild every report of the sweep in ``results_dir`` from its parquet files alone.
 
     Runs the sweep header and learning curves, then each report named in the metadata's
-    ``reports`` (and ``info_plane`` when the epochs carry its columns), and writes ``report.md`` and ``report.html`` with the PNG figures beside them in
-    ``out_dir`` (default ``results_dir/reports``). Every file is written atomically; ``report.md``
+    ``reports`` (and ``info_plane`` when the epochs carry its columns), and writes ``report.md``
+    and ``report.html`` with the PNG figures beside them in ``out_dir`` (default
+    ``results_dir/reports``). Every file is written atomically; ``report.md``
     is written last, so it exists only when every report succeeded.
 
     Returns:

@@ -1,12 +1,12 @@
-"""What a report returns (sections of text, tables and figures) and how it is written to disk.
+"""What a report returns (sections of text, tables and figures) and how it is rendered and written.
 
 Every report function returns a list of :class:`Section`; :func:`render_markdown` and
 :func:`render_html` turn the sections of all reports into ``report.md`` and ``report.html``. The
 HTML is self-contained (inline CSS, no scripts) except for the PNG figures, which sit beside it.
 Inline code in text, captions and cells is written markdown-style between backticks, and bold
-text between double asterisks.
-Files are written to a temporary file in the same directory and moved into place with
-``os.replace``, so a crash never leaves a half-written file.
+text between double asterisks. Files, figures included
+(:func:`orchestrator.reports.figures.save_figure`), are written to a temporary file in the same
+directory and moved into place with ``os.replace``, so a crash never leaves a half-written file.
 """
 
 from __future__ import annotations
@@ -15,12 +15,8 @@ import html
 import os
 import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
-
-from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -105,21 +101,12 @@ def render_html(title: str, sections: list[Section]) -> str:
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    _replace_atomically(path, lambda handle: handle.write(payload))
-
-
-def save_figure(figure: Figure, path: Path) -> None:
-    """Render ``figure`` to a PNG at ``path`` (Agg, 150 dpi), atomically."""
-    _replace_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=150))
-
-
-def _replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     # open(..., "xb") rather than tempfile.mkstemp, whose 0600 mode would outlive os.replace;
     # this way the file gets the usual permissions (the umask applies).
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(temporary, "xb") as handle:
-            write(handle)
+            handle.write(payload)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -32,12 +32,10 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import to_rgba
 
 from orchestrator.reports import register_report
-from orchestrator.reports.common import SweepResults, config_column, format_mean_std, format_value, summarize_over_seeds
-from orchestrator.reports.document import FigureFile, Section, Table, save_figure
-from orchestrator.reports.evaluation_data import beta_label, other_axes, sweep_betas
-from orchestrator.reports.panels import panel_grid
-from orchestrator.reports.style import add_beta_key, beta_colors
-from orchestrator.reports.versus_beta import configuration_label, counts_sentence
+from orchestrator.reports.data import (SweepResults, beta_label, config_column, counts_sentence, format_mean_std, format_value,
+                                       summarize_over_seeds, sweep_betas, with_configuration)
+from orchestrator.reports.document import FigureFile, Section, Table
+from orchestrator.reports.figures import add_beta_key, beta_colors, panel_grid, save_figure
 
 TITLE = "Information plane"
 IZX, HYZ, RATE, FLOOR = "infoplane/izx_bits", "infoplane/hyz_bits", "infoplane/rate_bits", "infoplane/izx_floor_bits"
@@ -64,7 +62,7 @@ def info_plane(results: SweepResults, out_dir: Path) -> list[Section]:
     points = _points(results)
     paragraphs = [
         "Each trial's representation on a fixed held-out subset of the test set, measured after every "
-        f"`infoplane_every` epochs: I(X;Z) = h(Z) - h(Z|X) with h(Z) the k-NN (Kozachenko-Leonenko) estimate "
+        "`infoplane_every` epochs: I(X;Z) = h(Z) - h(Z|X) with h(Z) the k-NN (Kozachenko-Leonenko) estimate "
         "and H(Y|Z) bounded above by the held-out cross-entropy of a logistic regression on Z "
         "(docs/information_plane.md). One line per trial, coloured by beta, faint at its first measured epoch "
         "and opaque at its last (dot); lower right is compressed but uninformative, lower left is the goal.",
@@ -90,20 +88,14 @@ def info_plane(results: SweepResults, out_dir: Path) -> list[Section]:
 
 
 def _has_bias(frame: pd.DataFrame) -> bool:
-    """Whether ``frame`` carries the k-NN bias (sweeps run before it was logged do not)."""
+    """Whether ``frame`` carries the k-NN bias."""
     return BIAS in frame.columns and bool(frame[BIAS].notna().any())
 
 
 def _points(results: SweepResults) -> pd.DataFrame:
     """Epoch rows with both coordinates, plus ``beta`` (float, NaN without a beta axis) and ``configuration``."""
     epochs = results.epochs
-    points = epochs[epochs[IZX].notna() & epochs[HYZ].notna()].copy()
-    points["beta"] = pd.to_numeric(points[config_column("beta")]).astype("float64") if "beta" in results.info.axes else math.nan
-    others = other_axes(results)
-    points["configuration"] = [
-        configuration_label(others, tuple(format_value(v) for v in values))
-        for values in points[[config_column(axis) for axis in others]].itertuples(index=False, name=None)
-    ] if others else "all trials"
+    points = with_configuration(results, epochs[epochs[IZX].notna() & epochs[HYZ].notna()])
     return points.sort_values(["trial_id", "epoch"])
 
 

@@ -17,10 +17,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from orchestrator.reports.common import ERROR, SweepResults, config_column, format_value
-from orchestrator.reports.document import FigureFile, Section, Table, save_figure
-from orchestrator.reports.evaluation_data import beta_label, sweep_betas
-from orchestrator.reports.style import add_beta_key, beta_colors
+from orchestrator.reports.data import ERROR, SweepResults, beta_label, config_column, format_value, percent_scale, sweep_betas
+from orchestrator.reports.document import FigureFile, Section, Table
+from orchestrator.reports.figures import add_beta_key, beta_colors, save_figure
 
 CURVES_FILE = "curves.png"
 _ERROR_END = {"color": "black", "marker": "x", "markersize": 7, "linestyle": "none"}  # the last epoch of an ERROR trial
@@ -113,7 +112,7 @@ def _plot_curves(results: SweepResults) -> Figure:
         lowest = panels[(len(groups) - 1 - column) // columns, column]
         lowest.xaxis.set_tick_params(labelbottom=True)
         lowest.set_xlabel("epoch")
-    unit = "%" if (epochs["test/acc"] > 1).any() else "fraction correct"
+    unit = "%" if percent_scale(epochs["test/acc"]) == 1.0 else "fraction correct"
     for panel in panels[:, 0]:
         panel.set_ylabel(f"test accuracy ({unit})")
     figure.suptitle(f"{results.info.name}: test/acc per epoch, one line per trial")

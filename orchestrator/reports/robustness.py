@@ -11,8 +11,15 @@ table per configuration of the other swept axes (the paper's non-regularized and
 ResNet-18 are two such configurations). The figure
 ``fgsm_curves.png`` shows FGSM accuracy against epsilon, one line per beta and one panel per
 configuration, and ``cw_l2_curves.png`` does the same for Carlini-Wagner L2 when the sweep ran it.
-The section "Gradient-masking checks" (:mod:`orchestrator.reports.gradient_masking`) follows, and a
-failed check puts a bold warning at the top of this section.
+
+The section "Gradient-masking checks" follows. An attack that differentiates a model whose
+gradients are masked (shattered, vanishing, or stochastic) finds few adversarial examples, and the
+model looks robust without being so. The evaluation suite runs sanity checks that such a model
+tends to fail (Athalye, Carlini and Wagner, 2018; Carlini et al., "On evaluating adversarial
+robustness", 2019) and writes one ``masking`` row per trial and check: ``value`` 1.0 when the
+check is violated, 0.0 when it holds. A violated check means the robust accuracy of that trial is
+not evidence of robustness: it puts a bold warning at the top of the robustness section, marks the
+cells it makes unreliable with ⚠, and is listed in the checks' section.
 """
 
 from __future__ import annotations
@@ -22,28 +29,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator.masking import makes_unreliable
+from orchestrator.masking import explain, makes_unreliable
 from orchestrator.reports import register_report
-from orchestrator.reports.common import SweepResults
-from orchestrator.reports.document import FigureFile, Section, Table, save_figure
-from orchestrator.reports.evaluation_data import (
+from orchestrator.reports.data import (
+    SweepResults,
     absent_sentence,
     beta_label,
+    config_column,
     configuration_labels,
+    counts_sentence,
     evaluation_rows,
     format_epsilon,
-    format_percent,
+    format_mean_std,
+    format_value,
     other_axes,
     percent_scale,
     summarize_evaluation,
     sweep_betas,
 )
-from orchestrator.reports.gradient_masking import FLAG, masking_checks, masking_section, violated_checks, warning_line
-from orchestrator.reports.panels import MEAN_LINE, draw_mean_band, panel_grid
-from orchestrator.reports.style import add_beta_key, beta_colors
-from orchestrator.reports.versus_beta import counts_sentence
+from orchestrator.reports.document import FigureFile, Section, Table
+from orchestrator.reports.figures import MEAN_LINE, add_beta_key, beta_colors, draw_mean_band, panel_grid, save_figure
 
 TITLE = "Adversarial robustness"
+MASKING_TITLE = "Gradient-masking checks"
+FLAG = "⚠"  # marks a robustness cell whose trials include one that failed a check
 ATTACKS = ("clean", "fgsm", "pgd", "cw_l2")  # the evaluations whose absence leaves no table or curve
 # The rows under each budget's headline, in this order; each with its label.
 ATTACK_ROWS = {"fgsm": "FGSM", "pgd": "PGD", "apgd_ce": "APGD-CE", "apgd_dlr": "APGD-DLR", "noise": "uniform noise",
@@ -178,7 +187,7 @@ def _cell(cell, scale: float, flagged: set[str]) -> str:
     if cell is None:
         return "–"
     mean, std, n, trials = cell
-    text = format_percent(mean, std, n, scale)
+    text = format_mean_std(mean, std, n, scale=scale, decimals=1)
     return f"{text} {FLAG}" if flagged.intersection(trials) else text
 
 
@@ -219,3 +228,71 @@ def _curves_figure(results: SweepResults, name: str, rows: pd.DataFrame, clean: 
     named = [beta for beta in betas if _key(beta) in drawn]
     add_beta_key(figure, panels, color_of, named, [beta_label(beta, results.info.objective or "") for beta in named], MEAN_LINE)
     return figure
+
+
+# ---- gradient-masking checks ----------------------------------------------------------------
+
+def masking_checks(results: SweepResults) -> pd.DataFrame:
+    """The finished trials' ``masking`` rows with a value (1.0 = violated), with configuration and beta."""
+    return evaluation_rows(results, "masking").dropna(subset=["value"])
+
+
+def violated_checks(checks: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``checks`` whose check is violated (value 1.0; anything at or above 0.5 counts)."""
+    return checks[checks["value"] >= 0.5]
+
+
+def warning_line(checks: pd.DataFrame, objective: str = "") -> str | None:
+    """The bold warning that opens the robustness section when a check failed; None when none did."""
+    violated = violated_checks(checks)
+    if violated.empty:
+        return None
+    cells = sorted({(configuration, beta) for configuration, beta in zip(violated["configuration"], violated["beta"])}, key=lambda c: (c[0], c[1]))
+    where = "; ".join(beta_label(beta, objective) if configuration == "all trials"
+                      else f"{beta_label(beta, objective)}, {configuration}" for configuration, beta in cells)
+    return (
+        f"**Warning: {len(violated)} of {len(checks)} gradient-masking checks failed, on "
+        f"{violated['trial_id'].nunique()} of {checks['trial_id'].nunique()} trials ({where}). Robust accuracy "
+        f"that comes from masked gradients is not robustness: the attack cells marked {FLAG} are unverified "
+        f"(see \"{MASKING_TITLE}\" below).**"
+    )
+
+
+def masking_section(results: SweepResults, checks: pd.DataFrame) -> Section:
+    """The section that lists every violated check, or says that all passed, or that none ran."""
+    if checks.empty:
+        text = (
+            "No gradient-masking check ran: `evaluations.parquet` has no `masking` rows of finished trials, "
+            "so nothing here shows that the robust accuracies above are not inflated by masked gradients."
+        )
+        return Section(MASKING_TITLE, [text])
+    names = sorted(checks["metric"].unique())
+    described = "; ".join(f"`{name}`: {explain(name)}" for name in names)
+    about = (f"Checks run on each trial ({len(names)}): {described}. A violated check is evidence of gradient "
+             "masking; quiet checks do not rule it out.")
+    violated = violated_checks(checks)
+    if violated.empty:
+        return Section(MASKING_TITLE, [f"All {len(checks)} checks passed on {checks['trial_id'].nunique()} trials.", about])
+    summary = f"**{len(violated)} of {len(checks)} checks failed, on {violated['trial_id'].nunique()} of {checks['trial_id'].nunique()} trials.**"
+    return Section(MASKING_TITLE, [summary, about], tables=[_violations_table(results, violated)])
+
+
+def _violations_table(results: SweepResults, violated: pd.DataFrame) -> Table:
+    axes = list(results.info.axes)
+    seed = config_column("seed") in violated.columns
+    strengths = [column for column in ("norm", "epsilon", "steps") if _has_values(violated[column])]
+    header = ["trial_id", *axes, *(["seed"] if seed else []), "check", *strengths]
+    rows = []
+    for _, row in violated.sort_values(["trial_id", "metric"]).iterrows():
+        cells = [str(row["trial_id"]), *(format_value(row[config_column(axis)]) for axis in axes)]
+        if seed:
+            cells.append(format_value(row[config_column("seed")]))
+        cells.append(f"`{row['metric']}`")
+        for column in strengths:
+            cells.append(format_epsilon(row[column], row["norm"]) if column == "epsilon" else format_value(row[column]) or "–")
+        rows.append(cells)
+    return Table(f"Violated gradient-masking checks ({len(rows)})", header, rows)
+
+
+def _has_values(column: pd.Series) -> bool:
+    return bool((column.notna() & (column.astype("str") != "")).any())

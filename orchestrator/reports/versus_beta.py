@@ -1,14 +1,20 @@
-"""A final metric against beta: the layout shared by ``accuracy_vs_beta`` and ``rate_vs_beta``.
+"""Reports ``accuracy_vs_beta`` and ``rate_vs_beta``: a final metric against beta, in the layout every such panel shares.
 
-The figure shows the metric of each finished trial's last epoch against ``config/beta``: the
-mean over seeds as a solid line with a band of +-1 sample standard deviation (ddof=1), and an
-optional second metric as a dashed line of the same colour (mean only). There is one line per
-configuration of the other swept axes (e.g. ``latent_dim=2`` and ``latent_dim=256``). The x axis
-is logarithmic; when the sweep includes beta = 0 it is symlog, linear between 0 and the smallest
-positive beta, so beta = 0 appears at the left as x = 0; its ticks are the swept betas. The legend,
-below the axes, names each drawn line (configuration and metric). A table per metric gives
-"mean ± std (n)" per configuration (rows) and beta (columns). Only TERMINATED trials count;
-ERROR trials are listed with the last line of their error.
+``accuracy_vs_beta.png`` draws ``test/acc``, with ``test/acc_mc`` (the accuracy of the Monte Carlo
+evaluation, e.g. VIB's softmax averaged over sampled latents) dashed when the sweep reports it.
+``rate_vs_beta.png`` draws ``test/rate_bits``, the objective's compression term in bits per
+example as the trial reports it (e.g. the entropy-model rate of the rounded latent for ``dib``),
+with ``train/rate_bits`` dashed; its y axis is logarithmic when every plotted mean is positive.
+
+The layout (:func:`versus_beta_sections`, which slices reuse for their own metrics, e.g. dib's
+active dimensions and knn_ib's decoders): the metric of each finished trial's last epoch against
+``config/beta``, the mean over seeds as a solid line with a band of +-1 sample standard deviation
+(ddof=1), and an optional second metric as a dashed line of the same colour (mean only); one line
+per configuration of the other swept axes (e.g. ``latent_dim=2`` and ``latent_dim=256``). The
+beta axis is logarithmic, symlog when the sweep includes beta = 0 so that it appears at x = 0
+(:func:`orchestrator.reports.figures.apply_beta_scale`). The legend, below the axes, names each
+drawn line (configuration and metric). A table per metric gives "mean ± std (n)" per
+configuration (rows) and beta (columns); ERROR trials are listed with the last line of their error.
 """
 
 from __future__ import annotations
@@ -18,20 +24,25 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from orchestrator.reports.common import (
-    FINISHED,
+from orchestrator.reports import register_report
+from orchestrator.reports.data import (
     SweepResults,
     config_column,
-    error_summary,
+    configuration_label,
+    counts_sentence,
+    error_table,
     format_mean_std,
     format_value,
+    other_axes,
+    percent_scale,
     summarize_over_seeds,
+    sweep_betas,
+    sweep_configurations,
 )
-from orchestrator.reports.document import FigureFile, Section, Table, save_figure
-from orchestrator.reports.style import configuration_color, legend_below, set_swept_ticks
+from orchestrator.reports.document import FigureFile, Section, Table
+from orchestrator.reports.figures import apply_beta_scale, configuration_color, legend_below, save_figure
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,38 @@ class VersusBeta:
     ylabel: str  # with units
     log_y: bool  # log y axis when every plotted mean is positive
     list_errors: bool = True  # append the ERROR trials table (off for a second section of one report)
+
+
+RATE = VersusBeta(
+    report="rate_vs_beta",
+    quantity="rate",
+    primary="test/rate_bits",
+    secondary="train/rate_bits",
+    ylabel="rate (bits per example)",
+    log_y=True,
+)
+
+
+@register_report("accuracy_vs_beta")
+def accuracy_vs_beta(results: SweepResults, out_dir: Path) -> list[Section]:
+    """Test accuracy vs beta; writes ``out_dir/accuracy_vs_beta.png``."""
+    finished = results.finished
+    as_percent = "test/acc" in finished.columns and percent_scale(finished["test/acc"]) == 1.0
+    spec = VersusBeta(
+        report="accuracy_vs_beta",
+        quantity="test accuracy",
+        primary="test/acc",
+        secondary="test/acc_mc",
+        ylabel="test accuracy (%)" if as_percent else "test accuracy (fraction correct)",
+        log_y=False,
+    )
+    return versus_beta_sections(results, out_dir, spec)
+
+
+@register_report("rate_vs_beta")
+def rate_vs_beta(results: SweepResults, out_dir: Path) -> list[Section]:
+    """Rate vs beta; writes ``out_dir/rate_vs_beta.png``."""
+    return versus_beta_sections(results, out_dir, RATE)
 
 
 def versus_beta_sections(results: SweepResults, out_dir: Path, spec: VersusBeta) -> list[Section]:
@@ -61,11 +104,11 @@ def versus_beta_sections(results: SweepResults, out_dir: Path, spec: VersusBeta)
         return [Section(title, [text], tables=[errors] if errors else [])]
 
     metrics = [m for m in (spec.primary, spec.secondary) if m is not None and m in results.final.columns]
-    others = [axis for axis in info.axes if axis != "beta"]
+    others = other_axes(results)
     finished = results.finished
     summaries = {metric: _by_configuration(summarize_over_seeds(finished, metric, others + ["beta"]), others) for metric in metrics}
     configurations = sweep_configurations(results.final, others)
-    betas = sorted(float(beta) for beta in results.final[config_column("beta")].dropna().unique())
+    betas = sweep_betas(results)
 
     paragraphs = [_describe(spec, metrics, others), counts_sentence(results)]
     figures = []
@@ -85,41 +128,6 @@ def versus_beta_sections(results: SweepResults, out_dir: Path, spec: VersusBeta)
     if errors:
         tables.append(errors)
     return [Section(title, paragraphs, figures, tables)]
-
-
-def error_table(results: SweepResults) -> Table | None:
-    """The ERROR trials with their swept config, seed, epochs completed and error; None if none."""
-    errored = results.errored
-    if errored.empty:
-        return None
-    keys = list(results.info.axes) + (["seed"] if config_column("seed") in errored.columns else [])
-    rows = [
-        [str(row["trial_id"]), *(format_value(row[config_column(key)]) for key in keys), format_value(row["epochs_completed"]), error_summary(row["error"])]
-        for _, row in errored.sort_values("trial_id").iterrows()
-    ]
-    caption = f"ERROR trials ({len(rows)}), excluded from every mean above"
-    return Table(caption, ["trial_id", *keys, "epochs_completed", "error (last line)"], rows)
-
-
-def apply_beta_scale(axes: Axes, betas: list[float]) -> str:
-    """Give ``axes`` a log beta axis on which beta = 0 still appears, with ticks at the swept
-    ``betas`` only (:func:`orchestrator.reports.style.set_swept_ticks`); returns a sentence saying how."""
-    positive = [beta for beta in betas if beta > 0]
-    if not positive:
-        axes.set_xscale("linear")
-        set_swept_ticks(axes.xaxis, betas)
-        return "The beta axis is linear (no positive beta was swept)."
-    smallest = min(positive)
-    if min(betas) <= 0:
-        # linscale=1: the linear stretch [0, smallest] is as wide as one decade.
-        axes.set_xscale("symlog", linthresh=smallest, linscale=1.0)
-        axes.set_xlabel(f"beta (symlog: linear on [0, {smallest:g}], logarithmic above)")
-        set_swept_ticks(axes.xaxis, betas)
-        return f"The beta axis is symlog: beta = 0 is drawn at x = 0, linear up to {smallest:g} (the smallest positive beta), logarithmic above."
-    axes.set_xscale("log")
-    axes.set_xlabel("beta (log scale)")
-    set_swept_ticks(axes.xaxis, betas)
-    return "The beta axis is logarithmic."
 
 
 def _plot(results, spec, metrics, summaries, configurations, others) -> tuple[Figure, str, str]:
@@ -177,20 +185,6 @@ def _by_configuration(summary: pd.DataFrame, others: list[str]) -> dict[tuple[tu
     return cells
 
 
-def sweep_configurations(final: pd.DataFrame, others: list[str]) -> list[tuple[str, ...]]:
-    """Every configuration of the other swept axes present in the sweep (finished or not)."""
-    if not others:
-        return [()]
-    unique = final[[config_column(axis) for axis in others]].drop_duplicates()
-    unique = unique.sort_values(list(unique.columns), na_position="last")
-    return [tuple(format_value(value) for value in row) for row in unique.itertuples(index=False)]
-
-
-def configuration_label(others: list[str], configuration: tuple[str, ...]) -> str:
-    """``"latent_dim=2, temperature=0.5"`` for a configuration of ``others``; ``"all trials"`` for none."""
-    return ", ".join(f"{axis}={value}" for axis, value in zip(others, configuration)) or "all trials"
-
-
 def _metric_table(metric, cells, configurations, others, betas) -> Table:
     header = [*(others or ["configuration"]), *(f"beta={format_value(beta)}" for beta in betas)]
     rows = []
@@ -208,12 +202,3 @@ def _describe(spec: VersusBeta, metrics: list[str], others: list[str]) -> str:
     if len(metrics) > 1:
         text += f" and `{metrics[1]}` (dashed, same colour, mean only)"
     return text + f", {lines}."
-
-
-def counts_sentence(results: SweepResults) -> str:
-    """"Means use the N finished (TERMINATED) trials only; excluded: ..." for a section's text."""
-    counts = results.status_counts()
-    finished = counts.get(FINISHED, 0)
-    excluded = ", ".join(f"{count} {status}" for status, count in counts.items() if status != FINISHED)
-    text = f"Means use the {finished} finished (TERMINATED) trials only"
-    return text + (f"; excluded: {excluded}." if excluded else ".")

@@ -1,4 +1,4 @@
-"""The input of every report: a sweep's results directory, loaded and checked.
+"""The data layer of every report: a sweep's results loaded and checked, summarised over seeds, and put into words.
 
 ``RESULTS_DIR/final.parquet`` holds one row per trial, ``RESULTS_DIR/epochs.parquet`` one row per
 trial x epoch; both carry the sweep's metadata as JSON under the schema metadata key ``b"sweep"``.
@@ -6,17 +6,26 @@ trial x epoch; both carry the sweep's metadata as JSON under the schema metadata
 holds one row per trial x evaluation x strength (e.g. PGD at each epsilon and step count).
 ``docs/results.md`` documents every column. Reports read nothing else, so they can be rebuilt from
 the parquet files alone.
+
+Only finished (TERMINATED) trials are averaged. A *configuration* is one combination of values of
+the swept axes other than beta (``"entropy_model=factorized"``, or ``"all trials"`` when beta is
+the only axis): one line, panel or table each. A summary over seeds gives per cell the mean, the
+sample standard deviation (ddof=1) and the count of finished trials, and :func:`format_mean_std`
+is the one way a report writes such a cell, so every table reads ``"0.9123 ± 0.0041 (2)"`` alike.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from orchestrator.reports.document import Table
 
 METADATA_KEY = b"sweep"
 FINAL_FILE = "final.parquet"
@@ -223,6 +232,57 @@ def _empty_evaluations(axes: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+# ---- configurations --------------------------------------------------------------------------
+
+def other_axes(results: SweepResults) -> list[str]:
+    """The swept axes other than beta, in the sweep's order: one line, panel or table per combination."""
+    return [axis for axis in results.info.axes if axis != "beta"]
+
+
+def sweep_configurations(final: pd.DataFrame, others: list[str]) -> list[tuple[str, ...]]:
+    """Every configuration of the other swept axes present in the sweep (finished or not)."""
+    if not others:
+        return [()]
+    unique = final[[config_column(axis) for axis in others]].drop_duplicates()
+    unique = unique.sort_values(list(unique.columns), na_position="last")
+    return [tuple(format_value(value) for value in row) for row in unique.itertuples(index=False)]
+
+
+def configuration_label(others: list[str], configuration: tuple[str, ...]) -> str:
+    """``"latent_dim=2, temperature=0.5"`` for a configuration of ``others``; ``"all trials"`` for none."""
+    return ", ".join(f"{axis}={value}" for axis, value in zip(others, configuration)) or "all trials"
+
+
+def configuration_labels(results: SweepResults) -> list[str]:
+    """The label of every configuration of the other axes in the sweep, finished or not, sorted."""
+    others = other_axes(results)
+    return [configuration_label(others, key) for key in sweep_configurations(results.final, others)]
+
+
+def sweep_betas(results: SweepResults) -> list[float]:
+    """Every beta of the sweep, ascending; ``[nan]`` when the sweep does not sweep beta."""
+    if "beta" not in results.info.axes:
+        return [math.nan]
+    return sorted(float(beta) for beta in results.final[config_column("beta")].dropna().unique())
+
+
+def with_configuration(results: SweepResults, rows: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``rows`` with ``configuration`` (its label) and ``beta`` (float, NaN without a beta axis)."""
+    rows = rows.copy()
+    others = other_axes(results)
+    rows["configuration"] = [
+        configuration_label(others, tuple(format_value(value) for value in values))
+        for values in rows[[config_column(axis) for axis in others]].itertuples(index=False, name=None)
+    ] if others else "all trials"
+    if "beta" in results.info.axes:
+        rows["beta"] = pd.to_numeric(rows[config_column("beta")]).astype("float64")
+    else:
+        rows["beta"] = math.nan
+    return rows
+
+
+# ---- summaries over seeds ----------------------------------------------------------------------
+
 def summarize_over_seeds(frame: pd.DataFrame, metric: str, axes: list[str]) -> pd.DataFrame:
     """Mean, sample standard deviation (ddof=1) and count of ``metric`` per configuration.
 
@@ -240,13 +300,73 @@ def summarize_over_seeds(frame: pd.DataFrame, metric: str, axes: list[str]) -> p
     return summary
 
 
-def format_mean_std(mean: float, std: float, n: int, mean_format: str = ".4g", std_format: str = ".2g") -> str:
-    """A table cell: ``"0.9123 ± 0.0041 (2)"``; ``"0.9123 (1)"`` with one value; ``"–"`` with none."""
+def seed_cells(results: SweepResults, metric: str, keys: list[str]) -> dict[tuple[str, ...], tuple[float, float, int]]:
+    """``{(formatted values of keys): (mean, std, n)}`` of the finished trials' final ``metric``
+    (:func:`summarize_over_seeds`); empty when ``final.parquet`` has no such column."""
+    if metric not in results.final.columns:
+        return {}
+    summary = summarize_over_seeds(results.finished, metric, keys)
+    return {tuple(format_value(row[config_column(k)]) for k in keys): (row["mean"], row["std"], int(row["n"]))
+            for _, row in summary.iterrows()}
+
+
+def evaluation_rows(results: SweepResults, evaluation: str, metric: str | None = None) -> pd.DataFrame:
+    """Finished trials' rows of ``evaluation`` (and ``metric``), with ``configuration`` and ``beta``."""
+    rows = results.finished_evaluations
+    rows = rows[rows["evaluation"] == evaluation]
+    if metric is not None:
+        rows = rows[rows["metric"] == metric]
+    return with_configuration(results, rows)
+
+
+def summarize_evaluation(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean, std (ddof=1) and n over trials of ``value`` per configuration, beta and ``keys``.
+
+    A trial contributes one value per cell (the mean of its rows there, should a resumed trial have
+    repeated one), so the statistics are over trials, i.e. seeds. Columns: ``configuration``,
+    ``beta``, ``keys...``, ``mean``, ``std``, ``n`` and ``trials`` (the sorted ids of the trials in
+    the cell). Rows whose ``value`` is null are not counted.
+    """
+    columns = ["configuration", "beta", *keys]
+    rows = rows.dropna(subset=["value"])
+    if rows.empty:
+        return pd.DataFrame(columns=[*columns, "mean", "std", "n", "trials"])
+    per_trial = rows.groupby(["trial_id", *columns], dropna=False, sort=False)["value"].mean().reset_index()
+    grouped = per_trial.groupby(columns, dropna=False, sort=True)
+    summary = grouped["value"].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
+    summary["trials"] = grouped["trial_id"].agg(lambda ids: tuple(sorted(ids)))
+    summary = summary.reset_index()
+    summary["n"] = summary["n"].astype(int)
+    return summary
+
+
+# ---- cells and labels --------------------------------------------------------------------------
+
+# An epsilon within this of k/255 is shown as "k/255": attacks on 8-bit images use such budgets.
+_PIXEL_LEVEL_TOLERANCE = 1e-6
+# Objectives whose beta = 0 is plain cross-entropy training (the paper's "CE" column); for the
+# others (knn_ib's beta'' = 0 keeps H[Z|Y], simclr_dib's is SimCLR) beta = 0 is just beta = 0.
+CROSS_ENTROPY_AT_ZERO = ("dib", "vib")
+
+
+def format_mean_std(mean: float, std: float, n: int, *, scale: float = 1.0, decimals: int | None = None) -> str:
+    """A table cell ``"mean ± std (n)"``: ``"0.9123 ± 0.0041 (2)"``, ``"0.9123 (1)"`` with one value, ``"–"`` with none.
+
+    ``scale`` multiplies mean and std (100 for a fraction shown in percent). Without ``decimals`` the
+    mean has 4 significant digits and the std 2; with it both have that many decimals
+    (``decimals=1``: ``"44.3 ± 1.2 (2)"``), as a paper's table of percentages does.
+    """
     if n == 0 or pd.isna(mean):
         return "–"
+    mean_format, std_format = (".4g", ".2g") if decimals is None else (f".{decimals}f", f".{decimals}f")
     if pd.isna(std):
-        return f"{mean:{mean_format}} ({n})"
-    return f"{mean:{mean_format}} ± {std:{std_format}} ({n})"
+        return f"{mean * scale:{mean_format}} ({n})"
+    return f"{mean * scale:{mean_format}} ± {std * scale:{std_format}} ({n})"
+
+
+def percent_scale(values: pd.Series) -> float:
+    """100 for accuracies stored as fractions in [0, 1]; 1 when some value is above 1 (already %)."""
+    return 1.0 if bool((values.dropna() > 1).any()) else 100.0
 
 
 def format_value(value: object) -> str:
@@ -258,6 +378,29 @@ def format_value(value: object) -> str:
     return str(value)
 
 
+def format_epsilon(epsilon: float, norm: str = "linf") -> str:
+    """``"8/255"`` for an L-inf epsilon within 1e-6 of k/255 (1 <= k < 255), else the decimal (``"0.5"``).
+
+    Pixel levels mean something for an L-inf radius only: an L2 radius of 1.0 is ``"1"``.
+    """
+    if epsilon is None or pd.isna(epsilon):
+        return "–"
+    level = round(float(epsilon) * 255)
+    if norm == "linf" and 1 <= level < 255 and abs(float(epsilon) - level / 255) <= _PIXEL_LEVEL_TOLERANCE:
+        return f"{level}/255"
+    return f"{float(epsilon):g}"
+
+
+def beta_label(beta: float, objective: str = "") -> str:
+    """A beta as a column or legend label: ``"CE (beta=0)"`` for an objective whose beta = 0 is
+    plain cross-entropy, else ``"beta=0"``; ``"beta=0.5"`` otherwise."""
+    if pd.isna(beta):
+        return "all trials"
+    if beta == 0 and objective in CROSS_ENTROPY_AT_ZERO:
+        return "CE (beta=0)"
+    return f"beta={beta:g}"
+
+
 def error_summary(error: object, limit: int = 300) -> str:
     """The last non-empty line of a trial's error (the exception and its message), shortened."""
     if error is None or pd.isna(error):
@@ -265,3 +408,35 @@ def error_summary(error: object, limit: int = 300) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     line = lines[-1] if lines else "(empty error message)"
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# ---- what every section says ---------------------------------------------------------------------
+
+def counts_sentence(results: SweepResults) -> str:
+    """"Means use the N finished (TERMINATED) trials only; excluded: ..." for a section's text."""
+    counts = results.status_counts()
+    finished = counts.get(FINISHED, 0)
+    excluded = ", ".join(f"{count} {status}" for status, count in counts.items() if status != FINISHED)
+    text = f"Means use the {finished} finished (TERMINATED) trials only"
+    return text + (f"; excluded: {excluded}." if excluded else ".")
+
+
+def error_table(results: SweepResults) -> Table | None:
+    """The ERROR trials with their swept config, seed, epochs completed and error; None if none."""
+    errored = results.errored
+    if errored.empty:
+        return None
+    keys = list(results.info.axes) + (["seed"] if config_column("seed") in errored.columns else [])
+    rows = [
+        [str(row["trial_id"]), *(format_value(row[config_column(key)]) for key in keys), format_value(row["epochs_completed"]), error_summary(row["error"])]
+        for _, row in errored.sort_values("trial_id").iterrows()
+    ]
+    caption = f"ERROR trials ({len(rows)}), excluded from every mean above"
+    return Table(caption, ["trial_id", *keys, "epochs_completed", "error (last line)"], rows)
+
+
+def absent_sentence(results: SweepResults, what: str) -> str | None:
+    """Why there is no ``what`` when the sweep wrote no ``evaluations.parquet``; None when it did."""
+    if results.evaluations is not None:
+        return None
+    return f"The sweep wrote no `{EVALUATIONS_FILE}` (it ran no evaluation suite), so there is no {what}."

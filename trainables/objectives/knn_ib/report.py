@@ -12,8 +12,8 @@ estimator's bias that the objective measures on the same batches (``test/h_z_knn
 the k-NN estimate on a Gaussian of the batch's covariance minus its exact entropy;
 :func:`trainables.knn_bias.knn_entropy_bias_bits`). ``knn_entropy_vs_beta.png`` draws H(Z)
 (solid, filled dots), H(Z) - bias (dashed, hollow dots) and shades the band between them, one
-colour per configuration; the table gives all three per beta. Sweeps run before the bias was
-logged get no such section.
+colour per configuration; the table gives all three per beta. A sweep without the bias column
+gets no such section. Driver-side: imports no torch.
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from orchestrator.reports import register_report
-from orchestrator.reports.common import SweepResults, config_column, format_mean_std, format_value, summarize_over_seeds
-from orchestrator.reports.document import FigureFile, Section, Table, save_figure
-from orchestrator.reports.evaluation_data import beta_label, other_axes
-from orchestrator.reports.style import configuration_color, legend_below
-from orchestrator.reports.versus_beta import (VersusBeta, apply_beta_scale, configuration_label, counts_sentence,
-                                              versus_beta_sections)
+from orchestrator.reports.data import (SweepResults, beta_label, config_column, configuration_label, counts_sentence,
+                                       format_mean_std, format_value, other_axes, summarize_over_seeds)
+from orchestrator.reports.document import FigureFile, Section, Table
+from orchestrator.reports.figures import apply_beta_scale, configuration_color, legend_below, save_figure
+from orchestrator.reports.versus_beta import VersusBeta, versus_beta_sections
 
 SPEC = VersusBeta(
     report="knn_decoders",

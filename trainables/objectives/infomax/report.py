@@ -1,4 +1,4 @@
-"""Report ``conditioning``: the invertibility report of the InfoMax sweeps (Tschannen et al. 2020).
+"""Report ``conditioning``: the invertibility panels of the ``infomax`` slice (Tschannen et al. 2020).
 
 Reads ``epochs.parquet`` and ``final.parquet`` of an ``infomax`` sweep and draws
 ``conditioning.png``, three rows of panels against training steps:
@@ -15,6 +15,8 @@ column per combination of the other swept axes. The x axis is ``train/steps`` (o
 epoch x steps per epoch) when the sweep logged it, else the epoch. A table gives, per
 configuration, each quantity after the last epoch as mean ± std (n seeds), and the median log
 condition number after the first epoch, to show the change. Only TERMINATED trials count.
+
+Driver-side: imports no torch (the metric names come from the slice's torch-free config).
 """
 
 from __future__ import annotations
@@ -30,23 +32,18 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from orchestrator.reports import register_report
-from orchestrator.reports.common import SweepResults, config_column, format_mean_std, format_value, summarize_over_seeds
-from orchestrator.reports.document import FigureFile, Section, Table, save_figure
-from orchestrator.reports.versus_beta import counts_sentence, error_table
+from orchestrator.reports.data import (SweepResults, config_column, counts_sentence, error_table, format_mean_std, format_value,
+                                       summarize_over_seeds)
+from orchestrator.reports.document import FigureFile, Section, Table
+from orchestrator.reports.figures import save_figure
+from trainables.objectives.infomax.config import CONDITION_PERCENTILES, condition_metric
 
 TITLE = "Invertibility: MI estimate, downstream accuracy and Jacobian conditioning"
 FILE_NAME = "conditioning.png"
 MI = "test/mi_bits"
 ACCURACY = "probe/test_acc"
 STEPS = "train/steps"
-PERCENTILES = (5, 25, 50, 75, 95)
-
-
-def percentile_column(p: int) -> str:
-    return f"conditioning/log_condition_number_p{p:02d}"
-
-
-MEDIAN = percentile_column(50)
+MEDIAN = condition_metric(50)
 
 
 @register_report("conditioning")
@@ -112,7 +109,7 @@ def _figure(results, epochs, colour_axis, panel_axes, x_column, cap) -> Figure:
     columns = len(groups)
     figure = Figure(figsize=(max(3.6 * columns + 1.8, 10.0), 9.0), layout="constrained")  # room for title and legend
     panels = figure.subplots(3, columns, squeeze=False, sharex="col")
-    metric_columns = [MI, ACCURACY, *(percentile_column(p) for p in PERCENTILES)]
+    metric_columns = [MI, ACCURACY, *(condition_metric(p) for p in CONDITION_PERCENTILES)]
     metric_columns = [c for c in metric_columns if c in epochs.columns]
     line_range = [math.inf, -math.inf] if cap is None else [0.0, cap]  # of the MI means (and InfoNCE's cap)
     for column, (key, group) in enumerate(groups):
@@ -138,7 +135,7 @@ def _figure(results, epochs, colour_axis, panel_axes, x_column, cap) -> Figure:
                 panel = panels[2, column]
                 panel.plot(x[valid], mean[MEDIAN].to_numpy()[valid], color=colour, linewidth=1.4, marker=".", markersize=3)
                 for low, high, alpha in ((5, 95, 0.10), (25, 75, 0.25)):
-                    lo, hi = percentile_column(low), percentile_column(high)
+                    lo, hi = condition_metric(low), condition_metric(high)
                     if lo in mean.columns and hi in mean.columns:
                         panel.fill_between(x[valid], mean[lo].to_numpy()[valid], mean[hi].to_numpy()[valid], color=colour,
                                            alpha=alpha, linewidth=0)
@@ -188,7 +185,7 @@ def _table(results: SweepResults, epochs: pd.DataFrame) -> Table:
         summary[f"cell{position}"] = [format_mean_std(m, s, int(n)) for m, s, n in zip(summary["mean"], summary["std"], summary["n"])]
         summary = summary.drop(columns=["mean", "std", "n"])
         table = summary if table is None else (table.merge(summary, on=keys, how="left") if keys else pd.concat([table, summary], axis=1))
-    band = [percentile_column(5), percentile_column(95)]
+    band = [condition_metric(5), condition_metric(95)]
     if all(c in finished.columns for c in band):
         low, high = (summarize_over_seeds(finished, c, axes).rename(columns={"mean": c})[[*keys, c]] for c in band)
         merged = low.merge(high, on=keys) if keys else pd.concat([low, high], axis=1)

@@ -1,28 +1,32 @@
-"""How report figures show beta and where their keys go, shared so that every figure reads the same.
+"""What every report figure shares, so that every figure reads the same, and how a figure is saved.
 
 - **One colour per swept beta, the same in every figure of a report.** :func:`beta_colors` is
-  given the sweep's betas (:func:`orchestrator.reports.evaluation_data.sweep_betas`), never the
-  subset one figure draws. Up to ten betas get tab10's qualitative colours in beta order, so
-  every two neighbours are far apart (tests/test_figures.py checks CIE76 delta-E above 40); a
-  sequential map sampled evenly puts neighbours much closer (viridis: about 20 at seven betas,
-  its dark blues hard to tell apart on thin lines, its top a pale yellow). More betas get evenly spaced samples of turbo, by rank rather than by value (so close
-  values still get distinct colours), without its near-black ends, and a colour bar with one
-  segment per beta instead of a legend; neighbours stay above delta-E 10 up to 15 betas (the same
-  test), and beyond that the colour bar's labels tell close shades apart.
-- **A beta axis has ticks at the swept values only** (:func:`set_swept_ticks`), labelled where
-  the labels fit: on a symlog or log axis the default ticks (0, 1e-1, 1e0, ...) include values no
-  trial used.
+  given the sweep's betas (:func:`orchestrator.reports.data.sweep_betas`), never the subset one
+  figure draws. Up to ten betas get tab10's qualitative colours in beta order, so every two
+  neighbours are far apart (tests/test_figures.py checks CIE76 delta-E above 40), where a
+  sequential map sampled evenly puts them close (viridis: about 20 at seven betas). More betas get
+  evenly spaced samples of turbo by rank rather than by value (close values still get distinct
+  colours), without its near-black ends, and a colour bar with one segment per beta instead of a
+  legend. Lines per configuration of the other axes get Dark2 (:func:`configuration_color`).
+- **A beta axis has ticks at the swept values only** (:func:`set_swept_ticks`,
+  :func:`apply_beta_scale`), labelled where the labels fit: on a symlog or log axis the default
+  ticks (0, 1e-1, 1e0, ...) include values no trial used.
 - **Keys never cover a title or data.** :func:`legend_below` puts a figure legend under the
   panels, where constrained layout makes room for it; the titles stay above.
 - **A legend entry looks like its line**: each figure builds its handles with the colour, marker
   and line style it draws with (or passes the drawn lines themselves).
+- **Evaluation figures share one layout** (:func:`panel_grid`, :func:`draw_mean_band`): at most
+  three panels per row, one per configuration, one mean line with a +-1 std band per beta.
+- :func:`save_figure` writes a PNG atomically, like every file of a report.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -36,6 +40,8 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, Formatter, NullLocator
 
+from orchestrator.reports.document import write_atomic
+
 QUALITATIVE_BETAS = 10  # up to this many betas: tab10 and a legend; more: turbo by rank and a colour bar
 _TURBO_RANGE = (0.05, 0.95)  # turbo's ends are near black
 NO_BETA_COLOR = "black"  # the lines of a sweep without a beta axis (label "all trials")
@@ -44,6 +50,8 @@ LEGEND_COLUMNS = 5  # the most columns of a legend below the panels
 # Tick labels are thinned with a width estimate, not a renderer: DejaVu Sans digits are 0.64 em wide.
 _EM_PER_CHARACTER = 0.64
 _GAP_EM = 0.8  # the least space between two tick labels
+# How draw_mean_band draws a line, and so how a legend entry for it is drawn.
+MEAN_LINE = {"marker": "o", "markersize": 3.5, "linewidth": 1.4, "linestyle": "-"}
 
 
 @dataclass(frozen=True)
@@ -197,3 +205,52 @@ def add_beta_key(figure: Figure, panels: list[Axes], colors: BetaColors, betas: 
     # the colour bar keeps its own ticker and would put its defaults back when it redraws
     bar.locator, bar.formatter, bar.minorlocator = bar.ax.yaxis.get_major_locator(), bar.ax.yaxis.get_major_formatter(), NullLocator()
     legend_below(figure, list(extra))
+
+
+def apply_beta_scale(axes: Axes, betas: list[float]) -> str:
+    """Give ``axes`` a log beta axis on which beta = 0 still appears, with ticks at the swept
+    ``betas`` only (:func:`set_swept_ticks`); returns a sentence saying how."""
+    positive = [beta for beta in betas if beta > 0]
+    if not positive:
+        axes.set_xscale("linear")
+        set_swept_ticks(axes.xaxis, betas)
+        return "The beta axis is linear (no positive beta was swept)."
+    smallest = min(positive)
+    if min(betas) <= 0:
+        # linscale=1: the linear stretch [0, smallest] is as wide as one decade.
+        axes.set_xscale("symlog", linthresh=smallest, linscale=1.0)
+        axes.set_xlabel(f"beta (symlog: linear on [0, {smallest:g}], logarithmic above)")
+        set_swept_ticks(axes.xaxis, betas)
+        return f"The beta axis is symlog: beta = 0 is drawn at x = 0, linear up to {smallest:g} (the smallest positive beta), logarithmic above."
+    axes.set_xscale("log")
+    axes.set_xlabel("beta (log scale)")
+    set_swept_ticks(axes.xaxis, betas)
+    return "The beta axis is logarithmic."
+
+
+def panel_grid(count: int, *, width: float = 4.4, height: float = 3.5) -> tuple[Figure, list[Axes]]:
+    """A constrained-layout figure with ``count`` panels (3 per row at most) and no unused ones visible;
+    the height leaves room for a two-line title above and a legend below."""
+    columns = max(1, min(count, 3))
+    rows = max(1, math.ceil(count / columns))
+    figure = Figure(figsize=(width * columns + 1.0, height * rows + 1.6), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for panel in grid.flat[count:]:
+        panel.set_visible(False)
+    return figure, list(grid.flat[:count])
+
+
+def draw_mean_band(panel: Axes, x: np.ndarray, mean: np.ndarray, std: np.ndarray, color, *, floor: float | None = None) -> None:
+    """A mean line with markers and a band of +-1 std (std NaN, one trial: no band); cut at ``floor``."""
+    order = np.argsort(x)
+    x, mean, std = x[order], mean[order], np.nan_to_num(std[order])
+    panel.plot(x, mean, color=color, **MEAN_LINE)
+    lower = mean - std if floor is None else np.maximum(mean - std, floor)
+    panel.fill_between(x, lower, mean + std, color=color, alpha=0.18, linewidth=0)
+
+
+def save_figure(figure: Figure, path: Path) -> None:
+    """Render ``figure`` to a PNG at ``path`` (Agg, 150 dpi), written atomically."""
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=150)
+    write_atomic(path, png.getvalue())

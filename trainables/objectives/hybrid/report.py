@@ -1,23 +1,26 @@
-"""Reports of the self-supervised objectives ``simclr_dib`` and ``hybrid``.
+"""Report panels of ``hybrid`` (Sinha, Song and Ermon): the alpha trade-off and the latent interpolations.
 
-- ``linear_evaluation`` (``simclr_dib``): Zhang et al.'s Table I layout — one table per
-  temperature (per configuration of the swept axes other than beta), one row per beta ("SimCLR"
-  at beta = 0, "Compressive" above), the linear probe's train and test accuracy in percent, the
-  probe on the rounded representation and the test rate; the paper's Table I beside them.
-- ``hybrid_tradeoff`` (``hybrid``): reconstruction against linear accuracy across alpha
-  (``hybrid_tradeoff.png``: test MSE vs the probe's test accuracy, one line per temperature
-  through the alphas, and the probe on each latent half against alpha), the learning curves
-  (``hybrid_curves.png``), a table per alpha and temperature, the paper's Table 1, and whether
-  FID was computed (it never is: ``fid_weights`` must be empty).
-
-``interpolation`` (the hybrid's Figures 2-4) is in :mod:`orchestrator.reports.interpolation`.
+- ``hybrid_tradeoff``: reconstruction against linear accuracy across alpha
+  (``hybrid_tradeoff.png``: test MSE vs the probe's test accuracy, one line per configuration of
+  the other axes through the alphas, and the probe on each latent half against alpha), the
+  learning curves (``hybrid_curves.png``), a table per alpha and configuration, the paper's
+  Table 1, and whether FID was computed (it never is: the config refuses ``fid_weights``).
+- ``interpolation`` (the paper's Figures 2-4): the images rebuilt from the ``interpolation`` rows
+  of ``evaluations.parquet`` (written by
+  :meth:`trainables.objectives.hybrid.model.HybridBound.interpolation_rows`: five ``grid_shape``
+  rows give the shape ``(pairs, steps, C, H, W)``, and one row per pixel of each mode, ``index``
+  its flat position), one ``interpolation_<k>.png`` per configuration of the swept axes (its
+  lowest-seed finished trial): the whole latent interpolated, only its first (contrastive) half,
+  only its second half; a table gives how far each interpolation moves the decoded image.
 
 Only finished (TERMINATED) trials count; means and sample standard deviations are over seeds.
+Driver-side: imports no torch.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,94 +30,16 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from orchestrator.reports import register_report
-from orchestrator.reports.common import SweepResults, config_column, format_value, summarize_over_seeds
-from orchestrator.reports.document import FigureFile, Section, Table, save_figure
-from orchestrator.reports.style import LEGEND_COLUMNS, beta_colors, configuration_color, legend_below
-from orchestrator.reports.versus_beta import configuration_label, counts_sentence, error_table, sweep_configurations
+from orchestrator.reports.data import (SweepResults, absent_sentence, config_column, configuration_label, counts_sentence,
+                                       error_table, evaluation_rows, format_mean_std, format_value, seed_cells,
+                                       sweep_configurations)
+from orchestrator.reports.document import FigureFile, Section, Table
+from orchestrator.reports.figures import LEGEND_COLUMNS, beta_colors, configuration_color, legend_below, save_figure
 
-# Zhang et al., Table I (linear evaluation on CIFAR-10, temperature 0.07): (model, beta, train %, test %).
-ZHANG_TABLE_I = (("SimCLR", 0.0, 71.97, 71.04), ("Compressive", 0.05, 71.51, 71.06),
-                 ("Compressive", 0.1, 71.73, 71.31), ("Compressive", 0.5, 71.14, 70.66))
 # Sinha et al., Table 1, CIFAR-10: (method, MSE, FID, linear accuracy %); "" where the paper has none.
 SINHA_TABLE_1 = (("Hybrid", "2.6", "34.6", "77.6"), ("MoCo-v2", "–", "–", "78.3"))
 FID_SKIPPED = "FID skipped: no local Inception weights configured (config key fid_weights empty)."
-
-
-def _percent(mean: float, std: float, n: int) -> str:
-    if n == 0 or pd.isna(mean):
-        return "–"
-    return f"{100 * mean:.2f} ({n})" if pd.isna(std) else f"{100 * mean:.2f} ± {100 * std:.2f} ({n})"
-
-
-def _plain(mean: float, std: float, n: int, digits: int = 4) -> str:
-    if n == 0 or pd.isna(mean):
-        return "–"
-    return f"{mean:.{digits}g} ({n})" if pd.isna(std) else f"{mean:.{digits}g} ± {std:.2g} ({n})"
-
-
-def _cells(results: SweepResults, metric: str, keys: list[str]) -> dict[tuple[str, ...], tuple[float, float, int]]:
-    """``{(formatted key values): (mean, std, n)}`` of ``metric`` over seeds; empty if there is no column."""
-    if metric not in results.final.columns:
-        return {}
-    summary = summarize_over_seeds(results.finished, metric, keys)
-    return {tuple(format_value(row[config_column(k)]) for k in keys): (row["mean"], row["std"], int(row["n"]))
-            for _, row in summary.iterrows()}
-
-
-# ---- linear_evaluation ---------------------------------------------------------------------
-
-@register_report("linear_evaluation")
-def linear_evaluation(results: SweepResults, out_dir: Path) -> list[Section]:
-    """The linear evaluation in Table I's layout (no figure: ``accuracy_vs_beta`` draws it)."""
-    title = "Linear evaluation (Zhang et al., Table I layout)"
-    info = results.info
-    if "beta" not in info.axes or "test/acc" not in results.final.columns:
-        return [Section(title, [f"Sweep `{info.name}` has no swept `beta` or no `test/acc`, so there is no Table I."])]
-    others = [axis for axis in info.axes if axis != "beta"]
-    configurations = sweep_configurations(results.final, others)
-    betas = sorted(float(b) for b in results.final[config_column("beta")].dropna().unique())
-    keys = others + ["beta"]
-    metrics = (("train/acc", "train acc (%)", _percent), ("test/acc", "test acc (%)", _percent),
-               ("test/rate_bits", "test rate (bits)", _plain), ("probe/rounded_test_acc", "test acc, h_hat (%)", _percent))
-    cells = {metric: _cells(results, metric, keys) for metric, _, _ in metrics}
-    header = ["model", *(label for _, label, _ in metrics)]
-    tables = []
-    for configuration in configurations:
-        rows = []
-        for beta in betas:
-            row = ["SimCLR (beta=0)" if beta == 0 else f"Compressive (beta={beta:g})"]
-            for metric, _, fmt in metrics:
-                row.append(fmt(*cells[metric].get((*configuration, format_value(beta)), (np.nan, np.nan, 0))))
-            rows.append(row)
-        tables.append(Table(f"`{info.name}`, {configuration_label(others, configuration)}: linear evaluation per beta", header, rows))
-    paragraphs = [
-        "Linear evaluation of the frozen encoder: a logistic regression (MinMaxScaler, L2, C = 1) fitted on the "
-        "continuous representation `h` of the whole training split, read on both splits; `test acc, h_hat` is the "
-        "same probe on the rounded representation whose rate beta prices. Cells are mean ± sample std over seeds "
-        "(number of finished trials), in percent.",
-        counts_sentence(results),
-    ]
-    best = _best(cells["test/acc"], keys)
-    if best:
-        paragraphs.append(best)
-    reference = Table("Zhang et al., Table I: linear evaluation on CIFAR-10, temperature 0.07 (%)",
-                      ["model", "train accuracy", "test accuracy"],
-                      [[f"{m} (beta={b:g})" if b else f"{m} (beta=0)", f"{tr:.2f}", f"{te:.2f}"] for m, b, tr, te in ZHANG_TABLE_I])
-    tables.append(reference)
-    errors = error_table(results)
-    return [Section(title, paragraphs, tables=tables + ([errors] if errors else []))]
-
-
-def _best(cells: dict, keys: list[str]) -> str:
-    if not cells:
-        return ""
-    key, (mean, _, _) = max(cells.items(), key=lambda item: -np.inf if pd.isna(item[1][0]) else item[1][0])
-    where = ", ".join(f"{k}={v}" for k, v in zip(keys, key))
-    baseline = cells.get((*key[:-1], format_value(0.0)))
-    text = f"Highest mean test accuracy: {100 * mean:.2f}% at {where}"
-    if baseline and key[-1] != format_value(0.0):
-        text += f"; SimCLR (beta=0) with the other settings equal: {100 * baseline[0]:.2f}%"
-    return text + "."
+PERCENT = {"scale": 100.0, "decimals": 2}  # how format_mean_std writes an accuracy cell: percent, two decimals
 
 
 # ---- hybrid_tradeoff -----------------------------------------------------------------------
@@ -136,7 +61,7 @@ def hybrid_tradeoff(results: SweepResults, out_dir: Path) -> list[Section]:
         return [Section(title, [f"`final.parquet` lacks {', '.join(f'`{c}`' for c in needed)}, so there is no trade-off."])]
     others = [axis for axis in info.axes if axis != "alpha"]
     keys = others + ["alpha"]
-    cells = {metric: _cells(results, metric, keys) for metric, _ in TRADEOFF_METRICS}
+    cells = {metric: seed_cells(results, metric, keys) for metric, _ in TRADEOFF_METRICS}
     configurations = sweep_configurations(results.final, others)
     alphas = sorted(float(a) for a in results.final[config_column("alpha")].dropna().unique())
     rows = []
@@ -144,7 +69,7 @@ def hybrid_tradeoff(results: SweepResults, out_dir: Path) -> list[Section]:
         for alpha in alphas:
             key = (*configuration, format_value(alpha))
             values = [cells[m].get(key, (np.nan, np.nan, 0)) for m, _ in TRADEOFF_METRICS]
-            formatted = [(_percent if "%" in label else _plain)(*v) for (_, label), v in zip(TRADEOFF_METRICS, values)]
+            formatted = [format_mean_std(*v, **(PERCENT if "%" in label else {})) for (_, label), v in zip(TRADEOFF_METRICS, values)]
             rows.append([configuration_label(others, configuration), f"{alpha:g}", *formatted])
     table = Table(f"`{info.name}`: final metrics per alpha (mean ± sample std over seeds, number of finished trials)",
                   ["configuration", "alpha", *(label for _, label in TRADEOFF_METRICS)], rows)
@@ -258,4 +183,88 @@ def _curves_figure(results: SweepResults) -> Figure:
     # one column per alpha (as far as they fit), one row per configuration
     legend_below(figure, handles, columns=min(len({alpha for (alpha, _), _ in entries}), LEGEND_COLUMNS))
     figure.suptitle(f"{results.info.name}: learning curves, one line per trial")
+    return figure
+
+
+# ---- interpolation -------------------------------------------------------------------------
+
+INTERPOLATION_MODES = (("whole", "whole latent"), ("first_half", "first (contrastive) half only"),
+                       ("second_half", "second half only"))
+
+
+@register_report("interpolation")
+def interpolation(results: SweepResults, out_dir: Path) -> list[Section]:
+    """One ``interpolation_<k>.png`` per configuration, and how far each interpolation moves the image."""
+    title = "Latent interpolations (Sinha et al., Figures 2-4)"
+    absent = absent_sentence(results, "interpolation figure")
+    if absent:
+        return [Section(title, [absent])]
+    rows = evaluation_rows(results, "interpolation")
+    if rows.empty:
+        return [Section(title, ["`evaluations.parquet` has no `interpolation` rows of a finished trial, so there is no figure."])]
+    seeds = results.final.set_index("trial_id")[config_column("seed")] if config_column("seed") in results.final.columns else None
+    figures, movement = [], []
+    for number, (configuration, group) in enumerate(sorted(rows.groupby("configuration"), key=lambda item: item[0]), start=1):
+        trial_ids = sorted(group["trial_id"].unique(), key=lambda t: (seeds.get(t, 0) if seeds is not None else 0, t))
+        trial_id = trial_ids[0]
+        images = _images(group[group["trial_id"] == trial_id])
+        if images is None:
+            continue
+        name = f"interpolation_{number}.png"
+        save_figure(_interpolation_figure(images, f"{results.info.name}: {configuration}"), out_dir / name)
+        seed = f"seed {format_value(seeds.get(trial_id))}, " if seeds is not None else ""
+        pairs, steps = images["whole"].shape[:2]
+        figures.append(FigureFile(name, f"{configuration} ({seed}trial `{trial_id}`): {pairs} pairs of test images (rows; "
+                                  f"the first test image of class 2p to that of class 2p + 1), {steps} steps from t = 0 to 1 "
+                                  "(columns), decoded after interpolating the whole latent (left), only its first, "
+                                  "contrastive half (middle), only its second half (right)."))
+        change = [f"{np.abs(images[m][:, -1] - images[m][:, 0]).mean():.4f}" for m, _ in INTERPOLATION_MODES]
+        movement.append([configuration, *change])
+    paragraphs = [
+        "The paper reads these figures as: the contrastive half carries little of what the decoder draws (images stay "
+        "close to the start image when only it moves), the other half most of it. The table measures that: the mean "
+        "absolute pixel difference (pixels in [0, 1]) between the last and the first image of each interpolation."
+    ]
+    table = Table("Mean |x(t=1) - x(t=0)| per interpolation, averaged over pairs and pixels",
+                  ["configuration", *(label for _, label in INTERPOLATION_MODES)], movement)
+    return [Section(title, paragraphs, figures, [table])]
+
+
+def _images(rows: pd.DataFrame) -> dict[str, np.ndarray] | None:
+    """``{mode: (pairs, steps, C, H, W)}`` from one trial's rows; None if they are incomplete."""
+    shape_rows = rows[rows["metric"] == "grid_shape"].sort_values("index")
+    if len(shape_rows) != 5:
+        return None
+    shape = tuple(int(v) for v in shape_rows["value"])
+    images = {}
+    for mode, _ in INTERPOLATION_MODES:
+        values = rows[rows["metric"] == mode].sort_values("index")["value"].to_numpy(dtype=float)
+        if len(values) != np.prod(shape):
+            return None
+        images[mode] = values.reshape(shape)
+    return images
+
+
+def _mosaic(images: np.ndarray) -> np.ndarray:
+    """(pairs, steps, C, H, W) -> one (rows, columns[, 3]) picture with 1-pixel mid-grey gaps."""
+    pairs, steps, channels, height, width = images.shape
+    canvas = np.full((pairs * (height + 1) - 1, steps * (width + 1) - 1, channels), 0.5)
+    for p in range(pairs):
+        for s in range(steps):
+            canvas[p * (height + 1): p * (height + 1) + height, s * (width + 1): s * (width + 1) + width] = images[p, s].transpose(1, 2, 0)
+    return canvas[..., 0] if channels == 1 else canvas
+
+
+def _interpolation_figure(images: dict[str, np.ndarray], title: str) -> Figure:
+    mosaics = {mode: _mosaic(np.clip(images[mode], 0, 1)) for mode, _ in INTERPOLATION_MODES}
+    height, width = mosaics["whole"].shape[:2]
+    panel_width = 4.2
+    figure = Figure(figsize=(3 * panel_width + 0.4, panel_width * height / width + 0.9), layout="constrained")
+    for panel, (mode, label) in zip(figure.subplots(1, 3), INTERPOLATION_MODES):
+        mosaic = mosaics[mode]
+        panel.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        panel.set_title(label, fontsize="medium")
+        panel.set_xticks([])
+        panel.set_yticks([])
+    figure.suptitle(re.sub(r"\s+", " ", title))
     return figure
