@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from search_spaces import get_sweep, sweep_names
 from search_spaces.spec import SweepSpec
+from trainables.memory import EstimateFailed, estimate_in_subprocess, format_bytes
+from trainables.objectives import ObjectiveSlice, get_slice
 
 from orchestrator.tuner import LaunchOptions
 
@@ -17,14 +19,23 @@ if TYPE_CHECKING:
 
 
 def print_list() -> None:
-    """One row per registered sweep under a header, each column as wide as its longest entry."""
+    """One row per registered sweep under a header, each column as wide as its longest entry.
+
+    An objective from another installed distribution (an ``ib_sweeps.objectives`` entry point) is followed by that
+    distribution's name, e.g. ``toy_linear (ib-sweeps-toy)``, so a sweep's origin is visible beside ours.
+    """
     header = ("sweep", "trials", "objective", "dataset", "paper")
-    rows = [(name, str(spec.num_trials()), spec.objective, spec.dataset, spec.paper)
+    rows = [(name, str(spec.num_trials()), _objective_cell(spec.objective), spec.dataset, spec.paper)
             for name, spec in ((name, get_sweep(name)) for name in sweep_names())]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         cells = [cell.rjust(w) if i == 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         print("  ".join([*cells, row[-1]]))
+
+
+def _objective_cell(objective: str) -> str:
+    source = get_slice(objective).source
+    return objective if source == ObjectiveSlice.source else f"{objective} ({source})"  # the default: this project
 
 
 def print_dry_run(plan: Plan, available: Mapping[str, float] | None = None) -> None:
@@ -58,20 +69,17 @@ def print_dry_run(plan: Plan, available: Mapping[str, float] | None = None) -> N
 def memory_summary(spec: SweepSpec, options: LaunchOptions, *, most_configs: int = 64) -> str:
     """The largest per-trial device-memory estimate over the grid, and what packing makes of it.
 
-    Imports torch and builds each distinct model on the ``meta`` device (no memory, no compute).
+    A child process (:func:`trainables.memory.estimate_in_subprocess`) builds each distinct model on the ``meta``
+    device (no memory, no compute), because the driver never imports torch. If it fails, the line says why and the
+    rest of the dry run is still printed.
     """
-    import warnings
-
     configs = spec.trial_configs()
     distinct = list({json.dumps({k: v for k, v in c.items() if k != "seed"}, sort_keys=True): c
                      for c in configs}.values())[:most_configs]
-    # CompressAI scripts functions with torch.jit.script, deprecated in torch 2.14 (a FutureWarning
-    # at import and when its entropy models are built): nothing the user can act on.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
-        from trainables.memory import estimate_trial_memory, format_bytes
-
-        estimates = [estimate_trial_memory(config) for config in distinct]
+    try:
+        estimates = estimate_in_subprocess(distinct)
+    except EstimateFailed as error:
+        return f"device memory per trial: not estimated ({error})"
     largest = max(estimates, key=lambda e: e.total_bytes)
     per_gpu = max(1, round(1 / options.gpus_per_trial)) if options.gpus_per_trial < 1 else 1
     checked = f"largest of {len(distinct)} configs" if len(distinct) > 1 else "one config"

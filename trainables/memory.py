@@ -18,19 +18,29 @@ allocator), the allocator's fragmentation and cuDNN workspaces, and the evaluati
 training (attacks on ``eval_subset`` examples at ``eval_batch_size``), which run after the
 training step's activations are freed. ``docs/benchmarks.md`` compares the estimate with the
 peak PyTorch measured on a GPU.
+
+``--dry-run`` runs on the driver, which never imports torch or a model, so it asks a child process:
+:func:`estimate_in_subprocess` runs ``python -m trainables.memory``, which reads a JSON list of flat trial
+configs on stdin and writes one JSON estimate per config on stdout. Torch is imported only inside the
+estimate, so the driver can import this module for :class:`MemoryEstimate` and :func:`format_bytes`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
-from collections.abc import Mapping
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from trainables.data import DATASET_SIZES
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 FLOAT32_BYTES = 4
 LABEL_BYTES = 8
@@ -61,6 +71,9 @@ def format_bytes(n: int) -> str:
 
 def estimate_trial_memory(config: Mapping[str, Any]) -> MemoryEstimate:
     """Estimate the device memory one trial of ``config`` holds at its peak (module docstring)."""
+    import torch
+
+    from trainables.data import DATASET_SIZES
     from trainables.objectives import build_objective
 
     dataset = config["dataset"]
@@ -98,6 +111,8 @@ def _subset(size: int, subset: int) -> int:
 
 def _saved_bytes(objective: nn.Module, shape: tuple[int, ...], classes: int, batch: int, device: str) -> int:
     """Bytes autograd saves for backward in one training forward, parameters excluded."""
+    import torch
+
     parameters = {p.untyped_storage()._cdata for p in objective.parameters()}
     counted: set[int] = set()
     alive: list[torch.Tensor] = []  # keeps every storage alive, so no address is reused while counting
@@ -119,3 +134,50 @@ def _saved_bytes(objective: nn.Module, shape: tuple[int, ...], classes: int, bat
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         objective(x, y)
     return saved
+
+
+class EstimateFailed(RuntimeError):
+    """The child process of :func:`estimate_in_subprocess` gave no estimate; the message is one line."""
+
+
+def estimate_in_subprocess(configs: Sequence[Mapping[str, Any]]) -> list[MemoryEstimate]:
+    """:func:`estimate_trial_memory` of each config, computed by ``python -m trainables.memory`` in a child process.
+
+    The child imports torch and the models, so the caller need not. Raises :class:`EstimateFailed` with the child's
+    one-line error (a model that cannot be built, torch missing on this machine).
+    """
+    root = str(Path(__file__).resolve().parents[1])  # where ``trainables`` is, whatever the caller's directory
+    path = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+    done = subprocess.run([sys.executable, "-m", __name__], input=json.dumps(list(map(dict, configs))),
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise EstimateFailed(lines[-1].strip() if lines else f"python -m {__name__} exited with {done.returncode}")
+    return [MemoryEstimate(**fields) for fields in json.loads(done.stdout)]
+
+
+def _main() -> int:
+    """Flat trial configs as a JSON list on stdin; their estimates as a JSON list on stdout, or one line on stderr."""
+    import contextlib
+    import warnings
+
+    real_stdout = sys.stdout
+    try:
+        configs = json.load(sys.stdin)
+        # stdout carries the answer only: anything a library prints goes to stderr
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            # CompressAI scripts functions with torch.jit.script, deprecated in torch 2.14 (a FutureWarning at import
+            # and when its entropy models are built): nothing the user can act on.
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+            estimates = [dataclasses.asdict(estimate_trial_memory(config)) for config in configs]
+    except Exception as error:  # the caller shows this line, not a traceback
+        first = (str(error).strip().splitlines() or [""])[0]
+        print(f"{type(error).__name__}: {first}" if first else type(error).__name__, file=sys.stderr)
+        return 1
+    json.dump(estimates, real_stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
