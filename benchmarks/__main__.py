@@ -7,6 +7,7 @@ import importlib
 import sys
 
 BENCHMARKS = {
+    "bit_identity": "two results roots' sweeps compared value for value (a refactoring must not change results)",
     "ctrl_c": "issue 17's Ctrl-C check on the default vib_digits: exit 130, resume command, 20 trials once each",
     "data_pipeline": "device-resident batches + on-device crop/flip vs a torchvision DataLoader",
     "sweep_overhead": "a sweep's fixed and per-trial seconds through the CLI vs the same trials in-process, interleaved, one nice level",

@@ -154,3 +154,26 @@ def test_dibs_aux_loss_runs_inside_the_compiled_step(one_thread_per_module):
     assert counter.eager_ops["bmm"] == counter.eager_ops["tanh"] == counter.eager_ops["softplus"] == 0
     assert counter.eager_ops["_fused_adam_"] == 4
     assert counter.kernels[EAGER] / 2 <= 25, dict(counter.eager_ops)
+
+
+def _run(root: Path, name: str, acc: list[float], seconds: list[float]) -> None:
+    import json
+
+    import pandas as pd
+
+    run = root / f"{name}_2026-12-07_00-00-00"
+    run.mkdir(parents=True)
+    (run / "sweep.json").write_text(json.dumps({"spec": {"name": name}, "state": "finished"}))
+    final = pd.DataFrame({"trial_id": ["a", "b"], "config/beta": [1.0, 0.5], "test/acc": acc,
+                          "time_total_s": seconds, "test/rate_bits": [float("nan"), 3.0]})
+    final.to_parquet(run / "final.parquet")
+
+
+def test_bit_identity_compares_values_not_clocks_or_row_order(tmp_path, capsys):
+    _run(tmp_path / "before", "vib_digits", [0.9, 0.8], [10.0, 11.0])
+    _run(tmp_path / "after", "vib_digits", [0.9, 0.8], [12.0, 9.0])
+    assert main(["bit_identity", str(tmp_path / "before"), str(tmp_path / "after")]) == 0
+    assert "vib_digits: identical (2 trials" in capsys.readouterr().out
+    _run(tmp_path / "later", "vib_digits", [0.9, 0.8000001], [10.0, 11.0])
+    assert main(["bit_identity", str(tmp_path / "before"), str(tmp_path / "later")]) == 1
+    assert "final.parquet: test/acc: 1 of 2 values differ" in capsys.readouterr().out
