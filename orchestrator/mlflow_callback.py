@@ -33,7 +33,8 @@ LAST_EPOCH_TAG = "ib.last_epoch"
 MASKING_METRIC = "robust/masking_violations"
 MASKING_PREFIX = "robust/masking_"
 # Epoch metrics are delivered in batches: Tune's report() in the trial waits until the driver has
-# handled the result, so one SQLite commit per epoch would slow every trial (docs/benchmarks.md).
+# handled the result, so one SQLite commit per epoch would slow every trial (docs/benchmarks.md,
+# section "Sweep overhead").
 FLUSH_RESULTS = 64  # deliver once this many operations are queued ...
 FLUSH_SECONDS = 5.0  # ... or this long after the last delivery; trial starts and ends deliver at once
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limit

@@ -1,9 +1,10 @@
 """Tune results -> pyarrow tables -> parquet: the only input of the reports.
 
-``epochs.parquet`` holds one row per trial x epoch, ``final.parquet`` one row per trial; both
-carry the sweep's description as schema metadata (key ``sweep``), so the reports need nothing
-else. Columns are documented in docs/results.md. Files are written to a temporary name and then
-``os.replace``d, so a crash never leaves half a table.
+``epochs.parquet`` holds one row per trial x epoch, ``final.parquet`` one row per trial and
+``evaluations.parquet`` (only when some trial ran evaluations) one row per trial x evaluation x
+strength; each carries the sweep's description as schema metadata (key ``sweep``), so the reports
+need nothing else. Columns are documented in docs/results.md. Files are written to a temporary
+name and then ``os.replace``d, so a crash never leaves half a table.
 """
 
 from __future__ import annotations

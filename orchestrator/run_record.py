@@ -53,8 +53,8 @@ def _is_run_of(directory: str, sweep: str) -> bool:
 def _finished(run_dir: Path) -> bool:
     """Whether the run in ``run_dir`` ended (its sweep.json says so); True if it has no sweep.json.
 
-    A sweep.json without a ``state`` (written by an earlier version of this module) counts as
-    finished once final.parquet exists, which then was written only at the end.
+    A sweep.json without a ``state`` (the older format, kept readable) counts as finished once
+    final.parquet exists: runs of that format wrote final.parquet only at their end.
     """
     path = run_dir / SWEEP_FILE
     if not path.is_file():

@@ -249,8 +249,8 @@ def run(plan: Plan, ctrl_c: CtrlC | None = None) -> int:
         if started_ray:
             ray.shutdown()
         raise
-    # Stopping local Ray takes about 1.3 s of waiting for its processes; parquet and reports need
-    # no Ray, so they are written meanwhile.
+    # Stopping local Ray waits for its processes (docs/benchmarks.md, section "Sweep overhead");
+    # parquet and reports need no Ray, so they are written meanwhile.
     stopping = threading.Thread(target=ray.shutdown, name="ray-shutdown") if started_ray else None
     if stopping is not None:
         stopping.start()

@@ -49,7 +49,8 @@ UI_HOST = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 def check_tracking(tracking_uri: str, experiment: str) -> str:
     """Create (or find) the experiment now, on the driver; ValueError if the store is unreachable.
 
-    Creating it before any trial starts also avoids the creation race NOTES.md describes.
+    Creating it before any trial starts also avoids the creation race of concurrent processes
+    (../shared/NOTES.md, section "MLflow 3.17").
     """
     parsed = urlparse(tracking_uri)
     if parsed.scheme not in ("sqlite", "http", "https", "postgresql", "mysql", "databricks"):

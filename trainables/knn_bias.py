@@ -43,48 +43,36 @@ def knn_entropy_bias_bits(z: Tensor, k: int = 1, *, generator: torch.Generator |
     corrections, in bits. Subtract it from a k-NN reading of ``z`` for a bias-corrected value.
 
     Why a Gaussian of the batch's covariance: its entropy is known exactly, and it has the batch's
-    N, d, overall scale and correlations, which are what the estimator's bias depends on. The
-    Kozachenko-Leonenko estimate is asymptotically unbiased but, with N fixed, its bias grows with
-    d (../shared/NOTES.md: +9 nats on a 64-d Gaussian at N = 1,000; ~0 at d = 1-2), and with the
-    Euclidean norm it is not invariant to anisotropic scaling, so an isotropic reference (the
-    information plane's ``izx_floor_bits``: zero-entropy noise, whose h = 0) misses the effect of
-    a latent whose variance sits in a few directions (d = 32, N = 450, variances over four
-    decades: the estimate is 41 bits too high, the floor reads 4, this function 39.5-41.7).
+    N, d, overall scale and correlations, which are what the estimator's bias depends on. At a
+    fixed N the Kozachenko-Leonenko bias grows with d, and with the Euclidean norm it is not
+    invariant to anisotropic scaling, so an isotropic reference (the information plane's
+    ``izx_floor_bits``: zero-entropy noise, whose h = 0) misses the effect of a latent whose
+    variance sits in a few directions.
 
     Why the bootstrap: the plug-in b(Sigma_hat) reads the bias at the sample covariance, not at
     the true one, and where d is a sizeable fraction of N the sample covariance's eigenvalues
     spread (Marchenko-Pastur): the reference is more anisotropic than the truth and its bias
-    larger. On isotropic Gaussians the plug-in read 142-146 bits where the true bias was 84-89
-    (d = 256, N = 450), 105-106 against 84-86 (d = 256, N = 1,000), 46-49 against 35-38
-    (d = 128, N = 450). The parametric bootstrap lets Sigma_hat play the truth and Sigma_hat* its
-    sample covariance, estimates the plug-in's error b(Sigma_hat) - b(Sigma) by
+    larger. The parametric bootstrap lets Sigma_hat play the truth and Sigma_hat* its sample
+    covariance, estimates the plug-in's error b(Sigma_hat) - b(Sigma) by
     b(Sigma_hat*) - b(Sigma_hat) and subtracts it: the bias-corrected estimate
     2 theta_hat - theta_hat* of Efron and Tibshirani (1993), An Introduction to the Bootstrap,
     ch. 10. Two draws are averaged because 2 b - b* doubles the first draw's Monte-Carlo noise
-    and adds the second's: over 16 generator seeds on one isotropic batch, one draw's sd was
-    0.56 / 1.2 / 1.9 / 1.7 bits at (d, N) = (32, 450), (128, 450), (256, 450), (256, 1,000), two
-    draws' 0.34 / 1.1 / 1.5 / 1.2, the plug-in's 0.23 / 0.48 / 0.87 / 0.71.
+    and adds the second's.
 
-    What it still misses, measured on isotropic Gaussians (20 seeds, against the mean of the
-    estimator's true error over them): it is off by +0.05 / -0.34 / -1.8 / -0.63 bits on average
-    (sd 0.5 / 1.0 / 2.2 / 1.0, largest -1.1 / +2.4 / -5.9 / -2.9) at the four (d, N) above, where
-    the true bias is 4 / 37 / 88 / 85 bits: one bootstrap step removes the first-order term of
-    the plug-in's error, not the curvature of b along the eigenvalue spread, so it reads a little
-    low where d/N is large. On Gaussians with variances over four decades it is within 1 bit of
-    the true bias on average at d = 32-256 (docs/information_plane.md, "Reading k-NN numbers";
-    tests/test_knn_entropy.py). It is the bias on a Gaussian, not on the distribution of ``z``:
-    multimodal or clustered latents (one cluster per class) or latents on a curved
-    low-dimensional manifold can be biased differently, in either direction (a bounded support
-    adds its own upward edge bias). VIB's K = 256 latent on 450 digits, a mixture of the 450
-    posteriors whose entropy Monte Carlo gives, was read with 9-300 bits less bias than its
-    Gaussian reference, hence negative corrected I(X; Z) there (docs/information_plane.md).
-    With N <= d the sample covariance is singular and the reference would be set by the ridge,
-    not by the data, so the result is NaN; it is NaN too when a covariance is not positive
-    definite even with the ridge (a constant batch).
+    What it misses: one bootstrap step removes the first-order term of the plug-in's error, not
+    the curvature of b along the eigenvalue spread, so it reads a little low where d/N is large.
+    It is the bias on a Gaussian, not on the distribution of ``z``: multimodal or clustered
+    latents (one cluster per class) or latents on a curved low-dimensional manifold can be biased
+    differently, in either direction (a bounded support adds its own upward edge bias), so a
+    corrected I(X; Z) of such a latent can fall below 0. With N <= d the sample covariance is
+    singular and the reference would be set by the ridge, not by the data, so the result is NaN;
+    it is NaN too when a covariance is not positive definite even with the ridge (a constant
+    batch). Its accuracy against the true bias, its Monte-Carlo spread and its cost, as measured:
+    docs/information_plane.md, section "Reading k-NN numbers: the estimator's bias"; the spread
+    behind the tests' tolerances: tests/test_knn_entropy.py.
 
     Cost: ``2 * BIAS_BOOTSTRAP_DRAWS`` = 4 k-NN estimates of z's size and 3 Cholesky factors of
-    d x d (the plug-in was 1 and 1): one CPU thread, N = 450, 0.22 s at d = 256 (plug-in
-    0.055 s), 0.088 s at d = 128, 0.019 s at d = 32 (docs/information_plane.md, "Cost").
+    d x d.
 
     Numerics: the covariances, their Cholesky factors (``cholesky_ex``: no host sync on CUDA) and
     the samples are float64; the samples are cast to ``z``'s estimator dtype (float32 at least)
