@@ -186,7 +186,7 @@ def test_report_puts_a_finished_vib_digits_run_beside_ceb(tmp_path):
     assert any("vib_digits_2025-01-02_03-04-05" in paragraph for paragraph in section.paragraphs)
     rows = section.tables[0].rows
     assert [row[0] for row in rows] == ["CEB", "CEB", "VIB", "VIB"]
-    assert rows[0][3].startswith("20.5 ± 0.71 (2)") and rows[0][5] == "50.0 ± 0.0 (2)"  # rate, FGSM at eps 0.5
+    assert rows[0][3].startswith("20.5 ± 0.71 (2)") and rows[0][5] == "80.0 ± 0.0 (2)"  # rate, FGSM at the smallest eps
 
 
 def test_report_says_so_when_there_is_no_finished_vib_run(tmp_path):

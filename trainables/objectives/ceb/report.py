@@ -1,6 +1,6 @@
 """Report ``ceb_vs_vib``: CEB's clean and FGSM accuracy against its rate, beside VIB's at matched rates.
 
-Figure ``ceb_vs_vib.png``: test accuracy (left) and FGSM accuracy at the sweep's largest epsilon (right) against the
+Figure ``ceb_vs_vib.png``: test accuracy (left) and FGSM accuracy at the sweep's smallest epsilon (right) against the
 final ``test/rate_bits`` of each finished trial, mean over seeds per beta, one line per configuration of the axes
 other than beta, joined in beta order. A table lists the same numbers as "mean ± std (n)".
 
@@ -43,7 +43,7 @@ def ceb_vs_vib(results: SweepResults, out_dir: Path) -> list[Section]:
         return [Section(TITLE, [f"`final.parquet` has no `{RATE}` or `{ACC}` column, so there is nothing to compare."])]
     paragraphs = [
         "Each point is one beta: the mean over seeds of a finished trial's final test rate (bits per example) and "
-        "its test accuracy, and its accuracy under FGSM at the sweep's largest epsilon. CEB's rate bounds the "
+        "its test accuracy, and its accuracy under FGSM at the sweep's smallest epsilon. CEB's rate bounds the "
         "residual information I(X;Z|Y), VIB's the whole I(X;Z): for one representation the two differ by "
         "I(Y;Z), at most log2 of the number of classes (3.3 bits for ten)."]
     frames = [_points(results, "CEB")]
@@ -76,7 +76,7 @@ def ceb_vs_vib(results: SweepResults, out_dir: Path) -> list[Section]:
                "circles, VIB dashed squares, one colour per configuration, points joined in beta order.")
     epsilons = sorted({float(e) for e in points["epsilon"].dropna().unique()})
     if len(epsilons) > 1:
-        paragraphs.append("The two sweeps' largest FGSM epsilons differ (" + ", ".join(f"{e:g}" for e in epsilons)
+        paragraphs.append("The two sweeps' smallest FGSM epsilons differ (" + ", ".join(f"{e:g}" for e in epsilons)
                           + "); each panel point uses its own sweep's.")
     elif not epsilons:
         paragraphs.append("No finished trial has FGSM rows in `evaluations.parquet`, so the right panel is empty.")
@@ -99,7 +99,7 @@ def find_finished_run(root: Path, sweep: str) -> Path | None:
 
 
 def _points(results: SweepResults, objective: str) -> pd.DataFrame:
-    """One row per finished trial: objective, configuration, beta, rate, acc, fgsm (at the largest epsilon), epsilon."""
+    """One row per finished trial: objective, configuration, beta, rate, acc, fgsm (at the smallest epsilon), epsilon."""
     finished = with_configuration(results, results.finished)
     frame = pd.DataFrame({
         "trial_id": finished["trial_id"].to_numpy(),
@@ -113,7 +113,7 @@ def _points(results: SweepResults, objective: str) -> pd.DataFrame:
     rows = rows[(rows["evaluation"] == FGSM) & (rows["metric"] == "acc")].dropna(subset=["value", "epsilon"])
     if rows.empty:
         return frame.assign(fgsm=math.nan, epsilon=math.nan)
-    epsilon = float(rows["epsilon"].max())
+    epsilon = float(rows["epsilon"].min())
     fgsm = rows[rows["epsilon"] == epsilon].groupby("trial_id")["value"].mean()
     return frame.assign(fgsm=frame["trial_id"].map(fgsm).astype("float64"), epsilon=epsilon)
 
