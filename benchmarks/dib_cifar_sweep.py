@@ -71,10 +71,11 @@ def synchronized(fn):
 
 
 def pgd_seconds(model, data, steps_runs: list[list[int]]) -> float:
+    from trainables.data import evaluation_subset
     from trainables.evaluation.attacks import pgd
 
     model.eval()
-    x, y = data.test_x[:1000], data.test_y[:1000]
+    x, y = evaluation_subset(data.test_x, data.test_y, 1000)  # the examples the harness attacks
 
     def run():
         for steps in steps_runs:

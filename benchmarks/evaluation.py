@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.common import machine
     from search_spaces import get_sweep
-    from trainables.data import load_dataset
+    from trainables.data import evaluation_subset, load_dataset
     from trainables.evaluation.attacks import pgd
     from trainables.harness import build_training, train_epoch
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     model = ema.module if ema is not None else objective
     model.eval()
     n = int(config["eval_subset"] if args.eval_subset is None else args.eval_subset)
-    x, y = data.test_x[:n], data.test_y[:n]
+    x, y = evaluation_subset(data.test_x, data.test_y, n)  # the examples the harness attacks
     epsilon = float(str(config["pgd_epsilons"]).split(",")[0])
     settings = {"epsilon": epsilon, "step": float(config["pgd_step_fraction"]) * epsilon}
 

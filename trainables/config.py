@@ -23,7 +23,7 @@ Scalar = Union[bool, int, float, str]
 
 # Dataset names a trial can load (trainables.data.DATASETS; a test keeps the two equal), and their class counts,
 # which rules such as knn_ib's examples-per-class need on the driver.
-DATASET_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10, "synthetic": 10}
+DATASET_CLASSES = {"digits": 10, "mnist": 10, "mnist5k": 10, "cifar10": 10, "synthetic": 10}
 DATASETS = tuple(DATASET_CLASSES)
 
 # Names shared by several objectives' configs; the modules that build them take their keys from here.
@@ -256,7 +256,8 @@ class AttackConfig(Config):
     OWNER: ClassVar[str] = "harness"
 
     evaluations: str = param("", "comma-separated attacks (set from SweepSpec.evaluations)", items=EVALUATIONS)
-    eval_subset: int = positive(1000, "test examples attacked")
+    eval_subset: int = positive(1000, "test examples attacked: a class-stratified choice, the same for every trial "
+                                      "(trainables.data.evaluation_subset); all of them when >= the test split")
     fgsm_epsilons: str = param("0.003922,0.007843,0.01569,0.03137", "L-inf, pixels in [0, 1]: 1, 2, 4, 8 / 255",
                                items=float)
     pgd_epsilons: str = param("0.03137", "L-inf radii of PGD and APGD (8/255; MNIST-sized data: 0.1,0.2,0.3)",
@@ -293,7 +294,9 @@ class InfoPlaneConfig(Config):
     OWNER: ClassVar[str] = "harness"
 
     infoplane_every: int = nonnegative(0, "measure it after every this many epochs and after the last (0 = off)")
-    infoplane_subset: int = positive(500, "on this many stratified test examples")
+    infoplane_subset: int = positive(500, "on this many test examples: a class-stratified choice, the same for "
+                                          "every trial (trainables.data.evaluation_subset); all when >= the test "
+                                          "split")
     infoplane_bias: str = param("last", 'its k-NN bias (costlier than the rest): "last" epoch only, where the report '
                                         'reads it, or "every"', choices=("last", "every"))
 

