@@ -24,6 +24,16 @@ def nats_to_bits(x: Tensor | float) -> Tensor | float:
     return x / NATS_PER_BIT
 
 
+def gaussian_entropy(std: Tensor) -> Tensor:
+    """h(N(mean, diag(std^2))) in nats, one value per example: sum_k log std_k + K/2 log(2 pi e), in fp32.
+
+    ``std`` is ``(B, K)``; it is clamped at fp32's smallest normal number so that a collapsed std gives a large
+    negative entropy, not -inf. The information plane's h(Z | X = x) for the Gaussian encoders (vib, ceb).
+    """
+    log_std = torch.log(std.float().clamp_min(torch.finfo(torch.float32).tiny))
+    return log_std.sum(dim=-1) + 0.5 * std.shape[-1] * math.log(2 * math.pi * math.e)
+
+
 def gaussian_kl_standard_normal(mean: Tensor, std: Tensor) -> Tensor:
     """KL( N(mean, diag(std^2)) || N(0, I) ) in nats, one value per example.
 

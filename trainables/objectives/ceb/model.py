@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from trainables.config import TrialConfig
-from trainables.estimators import gaussian_kl_standard_normal, nats_to_bits
+from trainables.estimators import gaussian_entropy, gaussian_kl_standard_normal, nats_to_bits
 from trainables.models import GaussianMLPEncoder, build_encoder, pixel_normalization
 from trainables.objectives.base import Objective
 
@@ -138,8 +138,7 @@ class ConditionalEntropyBottleneck(Objective):
     def representation_sample(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """One sample z ~ e(z|x), and h(Z | X = x) of that Gaussian in nats: the information plane's ruler, as vib's."""
         mean, std = self.encoder(x)
-        log_std = torch.log(std.float().clamp_min(torch.finfo(torch.float32).tiny))
-        conditional = log_std.sum(dim=-1) + 0.5 * std.shape[-1] * math.log(2 * math.pi * math.e)
+        conditional = gaussian_entropy(std)
         return mean + std * torch.randn_like(std), conditional
 
     @torch.no_grad()

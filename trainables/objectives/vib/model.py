@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from trainables.config import TrialConfig
-from trainables.estimators import gaussian_kl_standard_normal, nats_to_bits
+from trainables.estimators import gaussian_entropy, gaussian_kl_standard_normal, nats_to_bits
 from trainables.models import GaussianMLPEncoder
 from trainables.objectives.base import Objective
 
@@ -90,8 +90,7 @@ class VariationalInformationBottleneck(Objective):
         bound on I(X; Z)) is logged beside it as ``infoplane/rate_bits``.
         """
         mean, std = self.encoder(x)
-        log_std = torch.log(std.float().clamp_min(torch.finfo(torch.float32).tiny))
-        conditional = log_std.sum(dim=-1) + 0.5 * std.shape[-1] * math.log(2 * math.pi * math.e)
+        conditional = gaussian_entropy(std)
         return mean + std * torch.randn_like(std), conditional
 
     @torch.no_grad()
