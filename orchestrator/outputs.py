@@ -36,7 +36,8 @@ def write_outputs(plan: Plan, result_grid, expected: int, experiment_id: str, ct
     built; a Ctrl-C during the reports leaves them unfinished and the run resumable.
     """
     from orchestrator import results as results_io
-    from orchestrator.tracking import find_parent_run, log_artifacts
+    from orchestrator.claims import write_claims
+    from orchestrator.tracking import find_parent_run, log_artifacts, log_claims
 
     spec, options = plan.spec, plan.options
     if result_grid is None:  # stopped before Tune ran
@@ -45,6 +46,7 @@ def write_outputs(plan: Plan, result_grid, expected: int, experiment_id: str, ct
                                                                    results_io.known_trials(result_grid))
     written = results_io.write_results(options.run_dir, epoch_rows, final_rows, run_metadata(spec, options),
                                        evaluation_rows)
+    written.append(write_claims(options.run_dir))  # the paper's claims, decided on the trials that finished
     statuses = [row["status"] for row in final_rows]
     finished, failed = statuses.count("TERMINATED"), statuses.count("ERROR")
     if ctrl_c.requested or "INCOMPLETE" in statuses or len(final_rows) < expected:
@@ -59,6 +61,7 @@ def write_outputs(plan: Plan, result_grid, expected: int, experiment_id: str, ct
     parent = find_parent_run(plan.tracking_uri, experiment_id, options.run_name)
     if parent is not None:
         log_artifacts(plan.tracking_uri, parent, report.parent)
+        log_claims(plan.tracking_uri, parent, options.run_dir)
     record_state(options.run_dir, FINISHED)
     say(f"report:  {report}  (and {report.with_suffix('.html')})")
     return EXIT_TRIALS_FAILED if failed else 0

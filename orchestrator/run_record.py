@@ -27,7 +27,7 @@ def find_resumable(storage: Path, spec: SweepSpec, search: str) -> str:
     overwrites them.
     """
     candidates = sorted(
-        (p for p in storage.glob(f"{spec.name}_*") if _is_run_of(p.name, spec.name) and not _finished(p)),
+        (p for p in storage.glob(f"{spec.name}_*") if is_run_of(p.name, spec.name) and not is_finished(p)),
         key=lambda p: p.name,
     )
     if not candidates:
@@ -41,7 +41,7 @@ def find_resumable(storage: Path, spec: SweepSpec, search: str) -> str:
     return run_dir.name
 
 
-def _is_run_of(directory: str, sweep: str) -> bool:
+def is_run_of(directory: str, sweep: str) -> bool:
     """Whether ``directory`` is named like a run of ``sweep`` (not of a sweep whose name extends it)."""
     try:
         time.strptime(directory[len(sweep) + 1:], RUN_TIME_FORMAT)
@@ -50,7 +50,7 @@ def _is_run_of(directory: str, sweep: str) -> bool:
     return directory.startswith(sweep + "_")
 
 
-def _finished(run_dir: Path) -> bool:
+def is_finished(run_dir: Path) -> bool:
     """Whether the run in ``run_dir`` ended (its sweep.json says so); True if it has no sweep.json.
 
     A sweep.json without a ``state`` (the older format, kept readable) counts as finished once

@@ -154,6 +154,18 @@ def log_artifacts(tracking_uri: str, run_id: str, directory: Path) -> None:
     MlflowClient(tracking_uri).log_artifacts(run_id, str(directory), artifact_path="reports")
 
 
+def log_claims(tracking_uri: str, run_id: str, run_dir: Path) -> None:
+    """The parent run's ``claims`` tag (verdict counts, e.g. "3 hold, 1 fail, 2 inconclusive") and claims.parquet."""
+    import pyarrow.parquet as pq
+
+    from orchestrator.claims import CLAIMS_FILE, claims_summary
+
+    path = Path(run_dir) / CLAIMS_FILE
+    client = MlflowClient(tracking_uri)
+    client.set_tag(run_id, "claims", claims_summary(pq.read_table(path).to_pandas()))
+    client.log_artifact(run_id, str(path), artifact_path="claims")
+
+
 def mark_interrupted(tracking_uri: str, experiment_id: str, run_name: str) -> int:
     """Mark an interrupted sweep run KILLED: its parent run and every child run still RUNNING.
 

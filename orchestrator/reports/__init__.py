@@ -109,7 +109,9 @@ def build_reports(results_dir: str | Path, out_dir: str | Path | None = None) ->
     out = Path(out_dir) if out_dir is not None else results.directory / "reports"
     out.mkdir(parents=True, exist_ok=True)
 
-    sections = overview_sections(results, out)
+    from orchestrator.claims import claims_section  # imports every sweep's claims, which import the registries
+
+    sections = [claims_section(results), *overview_sections(results, out)]
     for function in functions:
         sections.extend(function(results, out))
     title = f"Sweep {results.info.name}" + (f" ({results.info.run_name})" if results.info.run_name else "")
