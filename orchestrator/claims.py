@@ -51,7 +51,7 @@ from scipy import stats
 
 from orchestrator.reports.data import FINAL_FILE, METADATA_KEY, SweepResults, config_column, format_mean_std, load_results
 from orchestrator.reports.document import Section, Table, write_atomic
-from orchestrator.run_record import is_finished, is_run_of
+from orchestrator.run_record import latest_finished_run
 from search_spaces.claims import EPOCH_KEY, LAST_EPOCH, TESTS, Claim, all_claims, claims_for, same_value
 
 CLAIMS_FILE = "claims.parquet"
@@ -393,16 +393,6 @@ def claims_section(results: SweepResults, frame: pd.DataFrame | None = None) -> 
 
 
 # ---- every sweep's claims under a results root --------------------------------------------------------------------
-
-def latest_finished_run(root: Path, sweep: str) -> Path | None:
-    """The newest run directory of ``sweep`` under ``root`` (``<sweep>_<start time>``) that finished and has
-    final.parquet; None if there is none."""
-    if not root.is_dir():
-        return None
-    runs = [path for path in root.glob(f"{sweep}_*")
-            if path.is_dir() and is_run_of(path.name, sweep) and (path / FINAL_FILE).is_file() and is_finished(path)]
-    return max(runs, key=lambda path: path.name, default=None)
-
 
 def claims_table(root: str | Path, claims: Sequence[Claim] | None = None) -> pd.DataFrame:
     """Every claim (default: every registered one) with the verdict of its sweep's latest finished run under

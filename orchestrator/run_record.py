@@ -66,6 +66,16 @@ def is_finished(run_dir: Path) -> bool:
     return state == FINISHED if state is not None else (run_dir / "final.parquet").exists()
 
 
+def latest_finished_run(root: Path, sweep: str) -> Path | None:
+    """The newest run directory of ``sweep`` under ``root`` (``<sweep>_<start time>``) that finished and has
+    final.parquet; None if there is none."""
+    if not root.is_dir():
+        return None
+    runs = [path for path in root.glob(f"{sweep}_*")
+            if path.is_dir() and is_run_of(path.name, sweep) and (path / "final.parquet").is_file() and is_finished(path)]
+    return max(runs, key=lambda path: path.name, default=None)  # the names sort by start time
+
+
 def record_state(run_dir: Path, state: str, record: dict[str, Any] | None = None) -> None:
     """Write ``state`` into ``run_dir/sweep.json`` (``record``: the whole file, for a new run), atomically."""
     path = run_dir / SWEEP_FILE

@@ -19,7 +19,8 @@ from trainables.config import parse_trial
 from trainables.data import load_dataset
 from trainables.objectives import build_objective
 from trainables.objectives.ceb.model import ConditionalEntropyBottleneck
-from trainables.objectives.ceb.report import ceb_vs_vib, find_finished_run
+from orchestrator.run_record import latest_finished_run as find_finished_run
+from trainables.objectives.ceb.report import ceb_vs_vib
 
 CONFIG = {"objective": "ceb", "beta": 0.3, "latent_dim": 4, "hidden_dim": 16, "eval_samples": 3}
 

@@ -14,9 +14,7 @@ the residual I(X;Z|Y), VIB's the whole I(X;Z); for one representation they diffe
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -26,8 +24,7 @@ from matplotlib.lines import Line2D
 from orchestrator.reports import FigureFile, Section, SweepResults, Table, load_results, register_report
 from orchestrator.reports.data import format_mean_std, format_value, with_configuration
 from orchestrator.reports.figures import configuration_color, legend_below, save_figure
-from orchestrator.run_record import FINISHED as RUN_FINISHED
-from orchestrator.run_record import RUN_TIME_FORMAT, SWEEP_FILE
+from orchestrator.run_record import latest_finished_run
 
 TITLE = "CEB vs VIB at matched rates"
 FIGURE = "ceb_vs_vib.png"
@@ -52,7 +49,7 @@ def ceb_vs_vib(results: SweepResults, out_dir: Path) -> list[Section]:
         paragraphs.append(f"No VIB sweep matches `{results.info.name}` (only `ceb_digits` has one, `vib_digits`), "
                           "so only CEB is shown.")
     else:
-        run = find_finished_run(results.directory.parent, vib_sweep)
+        run = latest_finished_run(results.directory.parent, vib_sweep)
         if run is None:
             paragraphs.append(f"No finished `{vib_sweep}` run under `{results.directory.parent}`, so only CEB is "
                               f"shown; run `python -m orchestrator.sweep {vib_sweep}` with the same `--storage` and "
@@ -81,21 +78,6 @@ def ceb_vs_vib(results: SweepResults, out_dir: Path) -> list[Section]:
     elif not epsilons:
         paragraphs.append("No finished trial has FGSM rows in `evaluations.parquet`, so the right panel is empty.")
     return [Section(TITLE, paragraphs, [FigureFile(FIGURE, caption)], [_table(summary)])]
-
-
-def find_finished_run(root: Path, sweep: str) -> Path | None:
-    """The newest run directory ``<root>/<sweep>_<start time>`` whose ``sweep.json`` says it finished, or None."""
-    runs = []
-    for record in root.glob(f"{sweep}_*/{SWEEP_FILE}"):
-        run = record.parent
-        try:
-            time.strptime(run.name[len(sweep) + 1:], RUN_TIME_FORMAT)  # not a sweep whose name extends ``sweep``
-            state = json.loads(record.read_text()).get("state")
-        except (ValueError, OSError):
-            continue
-        if state == RUN_FINISHED:
-            runs.append(run)
-    return max(runs, key=lambda run: run.name) if runs else None  # the names sort by start time
 
 
 def _points(results: SweepResults, objective: str) -> pd.DataFrame:
