@@ -27,7 +27,8 @@ DATASET_CLASSES = {"digits": 10, "mnist": 10, "mnist5k": 10, "cifar10": 10, "syn
 DATASETS = tuple(DATASET_CLASSES)
 
 # Names shared by several objectives' configs; the modules that build them take their keys from here.
-ENCODER_NAMES = ("resnet18", "small_conv")  # trainables.models.ENCODERS
+CONV_ENCODER_NAMES = ("resnet18", "small_conv")  # image encoders (trainables.models.build_encoder)
+ENCODER_NAMES = (*CONV_ENCODER_NAMES, "mlp")  # ... and the MLP on flattened pixels: trainables.models.ENCODERS
 RESNET_STEMS = ("cifar", "imagenet")  # trainables.models: 3x3 conv, no max-pool; or 7x7 conv + max-pool
 ENTROPY_MODEL_NAMES = ("factorized", "hyperprior")  # trainables.entropy_models.ENTROPY_MODELS
 

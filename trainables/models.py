@@ -6,6 +6,8 @@ representation, and each objective in ``trainables/objectives`` combines them in
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -154,11 +156,43 @@ class SmallConvEncoder(nn.Module):
         return self.net(x)
 
 
-def build_encoder(name: str, in_channels: int, *, stem: str, feature_dim: int) -> nn.Module:
-    """The deterministic image encoder an objective's config names: ``resnet18`` (512-d, ``stem``)
-    or ``small_conv`` (``feature_dim``-d). Both expose ``.feature_dim``."""
+class MLPEncoder(nn.Module):
+    """A deterministic MLP on flattened pixels: ``Flatten -> [Linear -> ReLU] x depth -> Linear -> ReLU``.
+
+    The encoder of the DIB paper's own MNIST code (784-1024-1024-256) and the deterministic twin of
+    :class:`GaussianMLPEncoder`, so that objectives compared on MNIST share one backbone. The last ReLU makes
+    ``h >= 0`` as the conv encoders' pooled features are, so that ``dib``'s rounding gives sparse codes.
+
+    Shape: input ``(B, C, H, W)`` with ``in_features = C * H * W``; returns ``(B, feature_dim)``.
+    """
+
+    def __init__(self, in_features: int, hidden_dim: int, feature_dim: int, depth: int = 2):
+        super().__init__()
+        for name, value in (("in_features", in_features), ("hidden_dim", hidden_dim),
+                            ("feature_dim", feature_dim), ("depth", depth)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden_dim), nn.ReLU()]
+            width = hidden_dim
+        self.net = nn.Sequential(*layers, nn.Linear(width, feature_dim), nn.ReLU())
+        self.feature_dim = feature_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def build_encoder(name: str, input_shape: tuple[int, ...], *, stem: str, feature_dim: int,
+                  hidden_dim: int = 1024) -> nn.Module:
+    """The deterministic encoder an objective's config names, for inputs of ``input_shape`` ``(C, H, W)``:
+    ``resnet18`` (512-d, ``stem``), ``small_conv`` (``feature_dim``-d) or ``mlp`` (``hidden_dim``-wide layers,
+    ``feature_dim``-d). All expose ``.feature_dim``."""
     if name == "resnet18":
-        return ResNet18Encoder(in_channels, stem)
+        return ResNet18Encoder(input_shape[0], stem)
     if name == "small_conv":
-        return SmallConvEncoder(in_channels, feature_dim)
+        return SmallConvEncoder(input_shape[0], feature_dim)
+    if name == "mlp":
+        return MLPEncoder(math.prod(input_shape), hidden_dim, feature_dim)
     raise ValueError(f"encoder {name!r}: expected one of {', '.join(ENCODERS)}")

@@ -20,7 +20,7 @@ class CebConfig(Config):
     latent_dim: int = positive(256, "K, the size of Z (the VIB paper's 256, so that CEB and VIB are matched)")
     encoder: str = param("mlp", "forward encoder e(z|x): mlp (VIB's Gaussian MLP), or a conv network with a Gaussian "
                                 "head: resnet18 (512-d features) or small_conv (feature_dim features)",
-                         choices=("mlp", *ENCODER_NAMES))
+                         choices=ENCODER_NAMES)
     hidden_dim: int = positive(1024, "width of the mlp encoder's two ReLU layers (VIB paper: 1024)")
     stem: str = param("cifar", "resnet18 stem: cifar (3x3 conv, no max-pool) or imagenet (7x7 conv + max-pool)",
                       choices=RESNET_STEMS)

@@ -72,10 +72,10 @@ class GaussianConvEncoder(nn.Module):
     Shape: input ``(B, C, H, W)`` pixels in [0, 1]; returns ``(mean, std)``, each ``(B, latent_dim)``.
     """
 
-    def __init__(self, name: str, in_channels: int, latent_dim: int, *, stem: str, feature_dim: int):
+    def __init__(self, name: str, input_shape: tuple[int, ...], latent_dim: int, *, stem: str, feature_dim: int):
         super().__init__()
-        self.normalize = pixel_normalization(in_channels)
-        self.features = build_encoder(name, in_channels, stem=stem, feature_dim=feature_dim)
+        self.normalize = pixel_normalization(input_shape[0])
+        self.features = build_encoder(name, input_shape, stem=stem, feature_dim=feature_dim)
         self.head = nn.Linear(self.features.feature_dim, 2 * latent_dim)
         self.latent_dim = latent_dim
 
@@ -96,7 +96,7 @@ class ConditionalEntropyBottleneck(Objective):
         if self.config.encoder == "mlp":
             self.encoder = GaussianMLPEncoder(math.prod(self.input_shape), self.config.hidden_dim, latent_dim)
         else:
-            self.encoder = GaussianConvEncoder(self.config.encoder, self.input_shape[0], latent_dim,
+            self.encoder = GaussianConvEncoder(self.config.encoder, self.input_shape, latent_dim,
                                                stem=self.config.stem, feature_dim=self.config.feature_dim)
         # b(z|y): mu_y = W onehot(y) + bias, i.e. the columns of W plus the bias (the public ports' layer and init)
         self.backward_encoder = nn.Linear(self.num_classes, latent_dim)

@@ -94,8 +94,8 @@ class DeterministicInformationBottleneck(Objective):
 
         in_channels = self.input_shape[0]
         self.normalize = pixel_normalization(in_channels)
-        self.encoder = build_encoder(self.config.encoder, in_channels, stem=self.config.stem,
-                                     feature_dim=self.config.feature_dim)
+        self.encoder = build_encoder(self.config.encoder, self.input_shape, stem=self.config.stem,
+                                     feature_dim=self.config.feature_dim, hidden_dim=self.config.hidden_dim)
         channels = self.encoder.feature_dim
         self.entropy_model = build_entropy_model(self.config.entropy_model, channels)
         self.classifier = nn.Linear(channels, self.num_classes)

@@ -21,7 +21,9 @@ class KnnIbConfig(Config):
     k: int = positive(1, "the k-th nearest neighbour of the entropy estimates")
     noise: bool = param(True, "add zero-entropy noise N(0, I/(2 pi e)) to the latent in training (paper: yes; "
                               "false = ablation)")
-    encoder: str = param("resnet18", "resnet18 (the paper's) or small_conv (digits, MNIST)", choices=ENCODER_NAMES)
+    encoder: str = param("resnet18", "resnet18 (the paper's), small_conv (digits, MNIST) or mlp (hidden_dim-hidden_dim-"
+                                     "feature_dim on flat pixels)", choices=ENCODER_NAMES)
+    hidden_dim: int = positive(1024, "width of the mlp encoder's two ReLU layers")
     stem: str = param("cifar", "resnet18 stem: cifar (3x3 conv, no max-pool) or imagenet", choices=RESNET_STEMS)
     feature_dim: int = positive(128, "small_conv's output width")
     latent_dim: int = positive(256, "K, a linear layer on the encoder's features (paper: 256)")

@@ -85,7 +85,8 @@ class KnnInformationBottleneck(Objective):
 
         in_channels = self.input_shape[0]
         self.normalize = pixel_normalization(in_channels)
-        self.encoder = build_encoder(config.encoder, in_channels, stem=config.stem, feature_dim=config.feature_dim)
+        self.encoder = build_encoder(config.encoder, self.input_shape, stem=config.stem, feature_dim=config.feature_dim,
+                                     hidden_dim=config.hidden_dim)
         # LayerNorm before the projection starts the latent at O(1) against the noise (module docstring)
         self.projection = nn.Sequential(nn.LayerNorm(self.encoder.feature_dim), nn.Linear(self.encoder.feature_dim, latent_dim))
         # Trained only by final_evaluations; the main loss never reaches it (its grads stay None).

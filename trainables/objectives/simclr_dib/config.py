@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainables.config import ENCODER_NAMES, ENTROPY_MODEL_NAMES, RESNET_STEMS, Config, nonnegative, param, positive
+from trainables.config import CONV_ENCODER_NAMES, ENTROPY_MODEL_NAMES, RESNET_STEMS, Config, nonnegative, param, positive
 
 
 @dataclass(frozen=True)
@@ -12,7 +12,7 @@ class SimclrDibConfig(Config):
     beta: float = nonnegative(0.1, "weight of each view's rate (bits per dimension of round(h)); 0 = SimCLR")
     temperature: float = positive(0.07, "NT-Xent temperature (the paper: 0.07)")
     encoder: str = param("resnet18", "resnet18 (512-d h) or small_conv (feature_dim-d h, for digits)",
-                         choices=ENCODER_NAMES)
+                         choices=CONV_ENCODER_NAMES)
     stem: str = param("cifar", "resnet18 stem: cifar (3x3, no max-pool) or imagenet (7x7 + max-pool)",
                       choices=RESNET_STEMS)
     feature_dim: int = positive(128, "small_conv's output width")

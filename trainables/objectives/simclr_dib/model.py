@@ -80,7 +80,7 @@ class SimCLRDeterministicIB(Objective):
 
         in_channels = self.input_shape[0]
         self.normalize = pixel_normalization(in_channels)
-        self.encoder = build_encoder(config.encoder, in_channels, stem=config.stem, feature_dim=config.feature_dim)
+        self.encoder = build_encoder(config.encoder, self.input_shape, stem=config.stem, feature_dim=config.feature_dim)
         if config.encoder == "small_conv":
             _he_initialization(self.encoder)
         channels = self.encoder.feature_dim
