@@ -2,7 +2,7 @@
 
     python -m orchestrator.claims [RESULTS_ROOT]
 
-prints, grouped by paper, every claim of every registered sweep (``search_spaces/claims.py``) with the verdict of
+prints, grouped by paper, every claim of every registered sweep (declared beside the sweeps in ``search_spaces/<family>.py``) with the verdict of
 the latest finished run of its sweep under ``RESULTS_ROOT`` (default ``$IB_STORAGE``, else ``./ray_results``), or
 ``not run``, and the paper's number beside ours, as markdown. A bad declaration prints one line ``error: ...`` on
 stderr and exits with status 2.
@@ -151,7 +151,9 @@ def _ordering(claim: Claim, results: SweepResults) -> Verdict:
         return Verdict(INCONCLUSIVE, f"{'; '.join(thin)}; the Welch t-test needs at least {MIN_SEEDS} per group",
                        ours, difference, math.nan, n)
     above = claim.direction == "above"
-    test = stats.ttest_ind(a, b, equal_var=False, alternative="greater" if above else "less")
+    margin = claim.tolerance or 0.0  # non-inferiority: a within margin of b counts as not below (above) it
+    test = stats.ttest_ind(a + margin if above else a - margin, b, equal_var=False,
+                           alternative="greater" if above else "less")
     p, t = float(test.pvalue), float(test.statistic)
     error = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
     if not math.isfinite(p):
@@ -159,7 +161,8 @@ def _ordering(claim: Claim, results: SweepResults) -> Verdict:
                                      "both groups constant?)", ours, difference, error, n)
     holds = p < ALPHA
     reversed_means = difference < 0 if above else difference > 0
-    detail = (f"{label_a} {claim.direction} {label_b}: one-sided Welch t = {t:.3g}, p = {p:.3g} "
+    shifted = f" {'-' if above else '+'} {margin:g}" if margin else ""
+    detail = (f"{label_a} {claim.direction} {label_b}{shifted}: one-sided Welch t = {t:.3g}, p = {p:.3g} "
               f"{'<' if holds else '>='} {ALPHA:g}" + ("; the means are in the opposite order" if reversed_means else ""))
     return Verdict(HOLDS if holds else FAILS, detail, ours, difference, error, n, p)
 
@@ -379,12 +382,12 @@ def claims_section(results: SweepResults, frame: pd.DataFrame | None = None) -> 
             return Section("Claims", [f"No verdicts: {error}."])
     if frame.empty:
         return Section("Claims", [f"No paper claim is declared for sweep `{results.info.name}` "
-                                  "(`search_spaces/claims.py`)."])
+                                  "(claims are declared beside the sweeps, in `search_spaces/<family>.py`)."])
     kinds = list(dict.fromkeys(frame["kind"]))
     paragraphs = [
         f"{len(frame)} claims of the paper(s), tested on this run's finished trials: {claims_summary(frame)}.",
         "Tests: " + "; ".join(f"{kind}: {TESTS[kind]}" for kind in kinds) + f". A group with fewer than {MIN_SEEDS} "
-        "seeds is inconclusive. Declared in `search_spaces/claims.py`, decided by `orchestrator/claims.py`.",
+        "seeds is inconclusive. Declared beside the sweep in `search_spaces/<family>.py`, decided by `orchestrator/claims.py`.",
     ]
     rows = [[f"`{row.id}`: {row.claim}", row.source, row.expected, row.ours, str(row.n), f"**{row.verdict}**",
              row.detail] for row in frame.itertuples(index=False)]

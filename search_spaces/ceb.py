@@ -9,6 +9,7 @@ import math
 
 import search_spaces.vib  # noqa: F401  (registers vib_digits, whose settings ceb_digits shares)
 from search_spaces import SWEEPS, register_sweep
+from search_spaces.claims import Claim, register_claims
 from search_spaces.spec import SweepSpec
 
 PAPER = "Fischer 2020, The Conditional Entropy Bottleneck; Fischer and Alemi 2020, CEB Improves Model Robustness"
@@ -83,3 +84,16 @@ register_sweep(
         smoke_grid={"beta": (PAPER_BETAS[0], PAPER_BETAS[-1])},
     )
 )
+
+# ---- the paper's claims that these sweeps can check (kinds and tests: search_spaces/claims.py) ---------------
+
+# The CEB papers are not in ../shared/papers; the claim is this project's (issue 19): beta prices the residual
+# information I(X;Z|Y), so the rate the loss prices falls as beta grows.
+register_claims(*(
+    Claim(id=f"ceb_digits.rate_falls_k{k}", sweep="ceb_digits", paper=PAPER,
+          source="this project's claim (issue 19); the loss prices beta * I(X;Z|Y)",
+          claim=f"The residual information falls as beta grows, K = {k}.",
+          kind="trend", metric="test/rate_bits", axis="beta", direction="decreasing", where={"latent_dim": k},
+          expected="decreasing in beta")
+    for k in (256, 2)
+))

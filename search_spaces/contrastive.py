@@ -9,6 +9,8 @@
 """
 
 from search_spaces import register_sweep
+from search_spaces.dib import PAPER as DIB_PAPER  # the claims group under one Zhang et al.
+from search_spaces.claims import Claim, register_claims
 from search_spaces.spec import SweepSpec
 
 ZHANG = "Zhang et al., Entropy Constrained Compressive Representation Learning (section II.D, Table I)"
@@ -103,3 +105,41 @@ register_sweep(SweepSpec(
     smoke={"epochs": 2, "probe_every": 1, "interpolation_pairs": 2},
     smoke_grid={"alpha": (0.5,), "temperature": (0.1, 0.5)},
 ))
+
+# ---- the paper's claims that these sweeps can check (kinds and tests: search_spaces/claims.py) ---------------
+
+register_claims(
+    Claim(id="simclr_dib_cifar.simclr_linear", sweep="simclr_dib_cifar", paper=DIB_PAPER, source="Table I",
+          claim="SimCLR (beta = 0, temperature 0.07) reaches 71.04% linear-evaluation test accuracy.",
+          kind="value", metric="test/acc", where={"beta": 0.0, "temperature": 0.07}, value=0.7104, tolerance=0.02,
+          expected="71.04%"),
+    Claim(id="simclr_dib_cifar.compressive_linear", sweep="simclr_dib_cifar", paper=DIB_PAPER, source="Table I",
+          claim="The compressive SimCLR at beta = 0.1 (temperature 0.07) reaches 71.31% linear-evaluation accuracy.",
+          kind="value", metric="test/acc", where={"beta": 0.1, "temperature": 0.07}, value=0.7131, tolerance=0.02,
+          expected="71.31%"),
+    *(Claim(id=f"{sweep}.compressive_above_simclr", sweep=sweep, paper=DIB_PAPER, source="Section IV.B; Table I",
+            claim="Compressive self-supervised representations generalize better than vanilla SimCLR.",
+            kind="ordering", metric="test/acc", where={"temperature": temperature}, a={"beta": 0.1},
+            b={"beta": 0.0}, direction="above", expected="beta = 0.1 above SimCLR (paper: 71.31% vs 71.04%)")
+      for sweep, temperature in (("simclr_dib_cifar", 0.07), ("simclr_dib_digits", 0.1))),
+)
+
+
+register_claims(
+    Claim(id="hybrid_cifar.linear_accuracy", sweep="hybrid_cifar", paper=SINHA, source="Table 1 (CIFAR-10)",
+          claim="The hybrid representation reaches 77.6% linear accuracy on CIFAR-10 (MoCo-v2 alone: 78.3%).",
+          kind="value", metric="test/acc", best="max", value=0.776, tolerance=0.02,
+          expected="77.6% (the paper's alpha and temperature are not stated: best of the grid)"),
+    *(Claim(id=f"{sweep}.mse_falls_with_alpha", sweep=sweep, paper=SINHA, source="Section 1; Table 1",
+            claim="The autoencoding bound keeps what the contrastive bound discards: more weight alpha on it lowers "
+                  "the reconstruction error.",
+            kind="trend", metric="test/mse", axis="alpha", direction="decreasing",
+            expected="decreasing in alpha (temperatures pooled)")
+      for sweep in ("hybrid_digits", "hybrid_cifar")),
+    *(Claim(id=f"{sweep}.accuracy_falls_with_alpha", sweep=sweep, paper=SINHA, source="Section 1; Table 1",
+            claim="Autoencoding representations classify worse than contrastive ones: linear accuracy falls as "
+                  "alpha grows.",
+            kind="trend", metric="test/acc", axis="alpha", direction="decreasing",
+            expected="decreasing in alpha (temperatures pooled)")
+      for sweep in ("hybrid_digits", "hybrid_cifar")),
+)

@@ -1,4 +1,4 @@
-"""Paper claims as data (search_spaces/claims.py) and their verdicts (orchestrator/claims.py).
+"""Paper claims as data (declared in search_spaces/<family>.py) and their verdicts (orchestrator/claims.py).
 
 Each kind's verdict on small hand-made results (holds, fails, inconclusive with one seed), the tests against scipy
 directly, the declarations' validation, ``claims.parquet`` and ``python -m orchestrator.claims`` on a temporary
@@ -21,8 +21,9 @@ from orchestrator import claims as engine
 from orchestrator.reports.data import SweepInfo, SweepResults
 from search_spaces import claims as declarations
 from search_spaces.claims import Claim
+from search_spaces.dib import PAPER as ZHANG
+from search_spaces.vib import PAPER as VIB_PAPER
 
-ZHANG = declarations.ZHANG
 DIB_BETAS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 32.0)
 
 
@@ -130,6 +131,19 @@ def test_ordering_below_uses_the_other_tail():
     row = verdict(claim(**{**ABOVE, "direction": "below"}), results_of(grid_rows(ROBUST, {0.5: a, 0.0: b})))
     assert row["verdict"] == "holds"
     assert row["p_value"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False, alternative="less").pvalue)
+
+
+def test_ordering_with_a_tolerance_is_a_non_inferiority_test():
+    """'comparable': a a little below b holds within the margin and fails beyond it, by Welch's test on a + margin."""
+    a, b = [0.940, 0.950, 0.945], [0.950, 0.955, 0.960]
+    comparable = claim(**{**ABOVE, "tolerance": 0.02})
+    row = verdict(comparable, results_of(grid_rows(ROBUST, {0.5: a, 0.0: b})))
+    shifted = stats.ttest_ind([x + 0.02 for x in a], b, equal_var=False, alternative="greater")
+    assert row["verdict"] == "holds" and row["p_value"] == pytest.approx(shifted.pvalue, rel=1e-12)
+    assert "- 0.02" in row["detail"] and "- 0.02" in comparable.test
+    worse = [x - 0.05 for x in a]
+    assert verdict(comparable, results_of(grid_rows(ROBUST, {0.5: worse, 0.0: b})))["verdict"] == "fails"
+    assert verdict(claim(**ABOVE), results_of(grid_rows(ROBUST, {0.5: a, 0.0: b})))["verdict"] == "fails"
 
 
 def test_ordering_with_one_seed_or_constant_groups_is_inconclusive():
@@ -321,7 +335,7 @@ def test_cli_lists_every_claim_by_paper_with_the_latest_finished_run(tmp_path, c
     for claim_id, line in lines.items():
         assert "dib_digits_2026-12-07_04-00-00" in line
         assert ("| fails |" if "pgd20" in claim_id else "| holds |") in line, line
-    alemi = sections[1 + papers.index(declarations.ALEMI)]
+    alemi = sections[1 + papers.index(VIB_PAPER)]
     assert "| vib_digits |" in alemi and "| not run |" in alemi and "| holds |" not in alemi
     assert "39.00%" in zhang  # the paper's number beside ours
 
