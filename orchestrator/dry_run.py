@@ -25,7 +25,7 @@ def print_list() -> None:
     distribution's name, e.g. ``toy_linear (ib-sweeps-toy)``, so a sweep's origin is visible beside ours.
     """
     header = ("sweep", "trials", "objective", "dataset", "paper")
-    rows = [(name, str(spec.num_trials()), _objective_cell(spec.objective), spec.dataset, spec.paper)
+    rows = [(name, str(spec.num_trials()), _objective_cell(spec), spec.dataset, spec.paper)
             for name, spec in ((name, get_sweep(name)) for name in sweep_names())]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
@@ -33,9 +33,11 @@ def print_list() -> None:
         print("  ".join([*cells, row[-1]]))
 
 
-def _objective_cell(objective: str) -> str:
-    source = get_slice(objective).source
-    return objective if source == ObjectiveSlice.source else f"{objective} ({source})"  # the default: this project
+def _objective_cell(spec: SweepSpec) -> str:
+    if spec.is_zoo:
+        return f"{spec.objective} ({','.join(m.objective for m in spec.members)})"
+    source = get_slice(spec.objective).source
+    return spec.objective if source == ObjectiveSlice.source else f"{spec.objective} ({source})"  # default: this project
 
 
 def print_dry_run(plan: Plan, available: Mapping[str, float] | None = None) -> None:
@@ -47,12 +49,18 @@ def print_dry_run(plan: Plan, available: Mapping[str, float] | None = None) -> N
         ranges = {k: spec.ranges.get(k, ("choice", *spec.grid[k])) for k in spec.grid}
         print(f"search: Optuna TPE, {options.trials} trials over {ranges}, optimising {spec.metric} ({spec.mode})")
     else:
-        axes = list(spec.grid) + ["seed"]
+        axes = list(spec.axes()) + ["seed"]
         configs = spec.trial_configs()
-        print(f"trials: {len(configs)} = {' x '.join(f'{len(spec.grid[a])} {a}' for a in spec.grid)} x {len(spec.seeds)} seed(s)")
+        if spec.is_zoo:
+            print(f"trials: {len(configs)} = (" + " + ".join(
+                f"{math.prod(len(v) for v in {**m.grid, **spec.grid}.values())} {m.objective}" for m in spec.members)
+                + f") x {len(spec.seeds)} seed(s)")
+        else:
+            print(f"trials: {len(configs)} = {' x '.join(f'{len(spec.grid[a])} {a}' for a in spec.grid)} x "
+                  f"{len(spec.seeds)} seed(s)")
         for i, config in enumerate(configs):
-            print(f"  {i:>4}  " + "  ".join(f"{a}={config[a]}" for a in axes))
-    fixed = {k: v for k, v in spec.base_config().items() if k not in spec.grid}
+            print(f"  {i:>4}  " + "  ".join(f"{a}={config[a]}" for a in axes if a in config))
+    fixed = {k: v for k, v in spec.base_config().items() if k not in spec.axes()}
     print("fixed config: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
     print(f"resources per trial: {options.cpus_per_trial:g} CPU, {options.gpus_per_trial:g} GPU; "
           f"max concurrent: {options.max_concurrent or 'as resources allow'}")

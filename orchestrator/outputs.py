@@ -25,7 +25,7 @@ EXIT_TRIALS_FAILED = 1
 
 def run_metadata(spec: SweepSpec, options: LaunchOptions) -> dict[str, Any]:
     return {"name": spec.name, "description": spec.description, "paper": spec.paper, "objective": spec.objective,
-            "dataset": spec.dataset, "axes": list(spec.grid), "metric": spec.metric, "mode": spec.mode,
+            "dataset": spec.dataset, "axes": list(spec.axes()), "metric": spec.metric, "mode": spec.mode,
             "reports": list(spec.reports), "run_name": options.run_name, "epochs": spec.epochs}
 
 
@@ -42,7 +42,7 @@ def write_outputs(plan: Plan, result_grid, expected: int, experiment_id: str, ct
     spec, options = plan.spec, plan.options
     if result_grid is None:  # stopped before Tune ran
         return interrupted(plan, experiment_id, expected, None)
-    epoch_rows, final_rows, evaluation_rows = results_io.trial_rows(result_grid, spec.grid,
+    epoch_rows, final_rows, evaluation_rows = results_io.trial_rows(result_grid, spec.axes(),
                                                                    results_io.known_trials(result_grid))
     written = results_io.write_results(options.run_dir, epoch_rows, final_rows, run_metadata(spec, options),
                                        evaluation_rows)
@@ -127,7 +127,7 @@ def _mlflow_line(plan: Plan, experiment_id: str) -> str:
     spec = plan.spec
     try:
         parent = find_parent_run(plan.tracking_uri, experiment_id, plan.options.run_name)
-        view = parent and save_runs_view(plan.tracking_uri, experiment_id, parent, list(spec.grid),
+        view = parent and save_runs_view(plan.tracking_uri, experiment_id, parent, list(spec.axes()),
                                          [spec.metric, "test/rate_bits"], spec.mode)
     except Exception:  # the store went away: the plain runs page still shows the trials
         view = None

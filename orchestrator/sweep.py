@@ -93,6 +93,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
                                  ("--max-concurrent", args.max_concurrent, 1)):
         if value is not None and not value >= minimum:
             raise ValueError(f"{flag} {value}: expected a number >= {minimum}")
+    if args.search == "optuna" and spec.is_zoo:
+        raise ValueError(f"--search optuna: {spec.name} is a zoo, whose trials are its members' grids; use --search grid")
     if args.search == "optuna" and args.trials < 1:
         raise ValueError(f"--trials {args.trials}: --search optuna needs --trials N with N >= 1")
     if args.search == "grid" and args.trials:
@@ -292,8 +294,8 @@ def _tuner(plan: Plan, expected: int):
         return restore_tuner(options)
     callbacks = [
         MlflowTrackingCallback(plan.tracking_uri, spec.name, options.run_name, provenance(spec),
-                               {k: v for k, v in spec.base_config().items() if k not in spec.grid}),
-        ProgressCallback(expected, list(spec.grid), [spec.metric, "test/rate_bits"]),
+                               {k: v for k, v in spec.base_config().items() if k not in spec.axes()}),
+        ProgressCallback(expected, list(spec.axes()), [spec.metric, "test/rate_bits"]),
     ]
     return build_tuner(spec, options, callbacks)
 

@@ -8,6 +8,7 @@ so the driver never imports a model or torch.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Callable
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.search import Searcher
 
 from search_spaces.spec import SweepSpec
 
@@ -65,9 +67,56 @@ def worker_environment(options: LaunchOptions) -> dict[str, str]:
     return {"TORCHINDUCTOR_CACHE_DIR": str(options.storage_path / COMPILE_CACHE)}
 
 
+class TrialListSearcher(Searcher):
+    """Suggests a fixed list of trials in order, then ``FINISHED``: how a zoo's trials reach Tune.
+
+    A zoo's trials are the union of its members' grids, each member with keys the others lack, so no single
+    ``tune.grid_search`` space holds them; each suggestion is what a trial adds to the shared ``param_space``
+    (its objective, its own keys and axes, its seed), and Tune merges the two into the trial's flat config. The
+    position in the list is the searcher's state, saved with the experiment, so a resumed run suggests only the
+    trials it has not started.
+    """
+
+    def __init__(self, trials: list[dict[str, Any]], metric: str, mode: str):
+        super().__init__(metric=metric, mode=mode)
+        self.trials = [dict(trial) for trial in trials]
+        self.position = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.position >= len(self.trials):
+            return Searcher.FINISHED
+        self.position += 1
+        return dict(self.trials[self.position - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass  # a fixed list learns nothing from results
+
+    def get_state(self) -> dict[str, Any]:
+        return {"trials": self.trials, "position": self.position}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.trials, self.position = state["trials"], state["position"]
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps(self.get_state()))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.set_state(json.loads(Path(checkpoint_path).read_text()))
+
+
+def zoo_trials(spec: SweepSpec) -> list[dict[str, Any]]:
+    """Each trial of a zoo as what it adds to (or changes in) the shared base config."""
+    base = spec.base_config()
+    return [{key: value for key, value in trial.items() if key not in base or base[key] != value
+             or key in ("objective", "seed")} for trial in spec.trial_configs()]
+
+
 def param_space(spec: SweepSpec, search: str) -> dict[str, Any]:
-    """The grid as ``tune.grid_search`` axes, or Optuna's distributions over the spec's ranges."""
+    """The grid as ``tune.grid_search`` axes, or Optuna's distributions over the spec's ranges; a zoo's shared config
+    (its trials come from :class:`TrialListSearcher`)."""
     space: dict[str, Any] = spec.base_config()
+    if spec.is_zoo:
+        return space
     if search == "grid":
         for key, values in spec.grid.items():
             space[key] = tune.grid_search(list(values))
@@ -91,7 +140,11 @@ def build_tuner(spec: SweepSpec, options: LaunchOptions, callbacks: list[Callabl
     search_alg = None
     num_samples = 1
     max_concurrent = options.max_concurrent
-    if options.search == "optuna":
+    if spec.is_zoo:
+        search_alg = TrialListSearcher(zoo_trials(spec), metric=spec.metric, mode=spec.mode)
+        num_samples = spec.num_trials()
+        max_concurrent = max_concurrent or num_samples  # a cap, as Tune limits a searcher it is given none
+    elif options.search == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
         search_alg = OptunaSearch(metric=spec.metric, mode=spec.mode, seed=spec.seeds[0])

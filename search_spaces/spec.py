@@ -27,6 +27,7 @@ HARNESS_DEFAULTS: dict[str, Scalar] = harness_defaults()
 
 SEARCHES = ("grid", "optuna")
 DISTRIBUTIONS = ("uniform", "loguniform", "int")
+ZOO = "zoo"  # SweepSpec.objective of a sweep whose trials are of several objectives (its members)
 
 
 def declared_keys(objective: str) -> dict[str, type[Config]]:
@@ -35,8 +36,34 @@ def declared_keys(objective: str) -> dict[str, type[Config]]:
     return {key: part for part in parts for key in part.declared()}
 
 
+def harness_keys() -> dict[str, type[Config]]:
+    """``key -> the harness part that declares it``: the keys every objective's trial understands."""
+    return {key: part for part in HARNESS_PARTS for key in part.declared()}
+
+
 def objective_defaults(objective: str) -> dict[str, Scalar]:
     return get_slice(objective).config.defaults()
+
+
+@dataclass(frozen=True)
+class Member:
+    """One objective of a zoo sweep: its own config and its own swept axes.
+
+    A zoo compares objectives on one footing: the sweep's ``config`` (harness keys: data, optimiser, attacks,
+    information plane) is shared, and each member gives, in its own keys, the same backbone sizes and its own
+    compression weight's grid (e.g. ``{"beta": (...)}``), chosen to span the rates the other members reach.
+    ``config`` may also hold harness keys the member needs changed (its paper's learning rate, say).
+    """
+
+    objective: str
+    config: Mapping[str, Scalar] = field(default_factory=dict)
+    grid: Mapping[str, tuple[Scalar, ...]] = field(default_factory=dict)
+    smoke_grid: Mapping[str, tuple[Scalar, ...]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"objective": self.objective, "config": dict(self.config),
+                "grid": {k: list(v) for k, v in self.grid.items()},
+                "smoke_grid": {k: list(v) for k, v in self.smoke_grid.items()}}
 
 
 @dataclass(frozen=True)
@@ -48,6 +75,10 @@ class SweepSpec:
     kind in uniform / loguniform / int; an axis without one is categorical over its grid values.
     ``smoke`` holds the config overrides ``--smoke`` applies (``epochs`` among them) and
     ``smoke_grid`` the axes it shrinks, so every sweep has a variant that runs on two CPU cores.
+
+    A *zoo* has ``objective="zoo"`` and ``members``, one :class:`Member` per objective: its trials are the union of
+    each member's grid (times the shared ``grid``, if any, and the seeds), and ``objective`` becomes a per-trial key.
+    ``config`` then holds only harness keys, shared by every member.
     """
 
     name: str
@@ -69,13 +100,19 @@ class SweepSpec:
     reports: tuple[str, ...] = ("accuracy_vs_beta", "rate_vs_beta")
     smoke: Mapping[str, Scalar] = field(default_factory=dict)
     smoke_grid: Mapping[str, tuple[Scalar, ...]] = field(default_factory=dict)
+    members: tuple[Member, ...] = ()
 
     # ---- derived views -------------------------------------------------------------------
+    @property
+    def is_zoo(self) -> bool:
+        return bool(self.members)
+
     def base_config(self) -> dict[str, Scalar]:
-        """The config every trial shares, before the swept axes and the seed are set."""
+        """The config every trial shares, before the swept axes and the seed are set (a zoo's: harness keys only)."""
+        own = {} if self.is_zoo else objective_defaults(self.objective)
         return {
             **HARNESS_DEFAULTS,
-            **objective_defaults(self.objective),
+            **own,
             **self.config,
             "objective": self.objective,
             "dataset": self.dataset,
@@ -83,18 +120,36 @@ class SweepSpec:
             "evaluations": ",".join(self.evaluations),
         }
 
+    def _groups(self) -> list[tuple[dict[str, Scalar], dict[str, tuple[Scalar, ...]]]]:
+        """``(fixed config, axes)`` per member (one group for a sweep of one objective)."""
+        base = self.base_config()
+        if not self.is_zoo:
+            return [(base, dict(self.grid))]
+        return [({**base, **objective_defaults(m.objective), **m.config, "objective": m.objective},
+                 {**m.grid, **self.grid}) for m in self.members]
+
     def num_trials(self) -> int:
-        return math.prod(len(v) for v in self.grid.values()) * len(self.seeds)
+        return sum(math.prod(len(v) for v in axes.values()) for _, axes in self._groups()) * len(self.seeds)
 
     def trial_configs(self) -> list[dict[str, Scalar]]:
-        """The expanded grid: one flat config per trial, seeds innermost."""
-        base = self.base_config()
-        axes = list(self.grid)
+        """The expanded grid: one flat config per trial, member by member, seeds innermost."""
         configs = []
-        for values in itertools.product(*(self.grid[a] for a in axes)):
-            for seed in self.seeds:
-                configs.append({**base, **dict(zip(axes, values)), "seed": seed})
+        for fixed, axes in self._groups():
+            for values in itertools.product(*axes.values()):
+                for seed in self.seeds:
+                    configs.append({**fixed, **dict(zip(axes, values)), "seed": seed})
         return configs
+
+    def axes(self) -> dict[str, tuple[Scalar, ...]]:
+        """Every swept key with the values it takes: the grid, or a zoo's ``objective`` and the union of its members'
+        axes (a member that does not sweep a key has it fixed, or lacks it)."""
+        if not self.is_zoo:
+            return dict(self.grid)
+        axes: dict[str, tuple[Scalar, ...]] = {"objective": tuple(m.objective for m in self.members)}
+        for member in self.members:
+            for key, values in {**member.grid, **self.grid}.items():
+                axes[key] = tuple(dict.fromkeys((*axes.get(key, ()), *values)))
+        return axes
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored with results, compared on ``--resume``)."""
@@ -105,6 +160,7 @@ class SweepSpec:
         d["smoke_grid"] = {k: list(v) for k, v in self.smoke_grid.items()}
         for key in ("seeds", "evaluations", "reports"):
             d[key] = list(d[key])
+        d["members"] = [m.to_dict() for m in self.members]
         return d
 
     # ---- overrides -----------------------------------------------------------------------
@@ -122,20 +178,34 @@ class SweepSpec:
         and removes it from the grid.
         """
         spec = self
+        sets = dict(sets or {})
         if smoke:
             smoke_config = dict(self.smoke)
+            epochs_, dataset = smoke_config.pop("epochs", spec.epochs), smoke_config.pop("dataset", spec.dataset)
+            if spec.is_zoo:  # a member's own key among the smoke settings goes to the members, as --set does
+                keep = sets.pop("objective", None)
+                if keep is not None:  # first drop the members not kept, and the smoke settings only they read
+                    spec = spec._with_zoo_sets({"objective": keep})
+                smoke_config = {key: value for key, value in smoke_config.items()
+                                if spec._declared_by_zoo(key)}
+                sets = {**smoke_config, **sets}
+                smoke_config = {}
             spec = dataclasses.replace(
                 spec,
-                epochs=smoke_config.pop("epochs", spec.epochs),
-                dataset=smoke_config.pop("dataset", spec.dataset),
+                epochs=epochs_,
+                dataset=dataset,
                 config={**spec.config, **smoke_config},
                 grid={**spec.grid, **spec.smoke_grid},
                 seeds=spec.seeds[:1],
                 cpus_per_trial=1.0,  # smoke runs are CPU-sized; --gpus-per-trial puts them on a GPU
                 gpus_per_trial=0.0,
+                members=tuple(dataclasses.replace(m, grid={**m.grid, **m.smoke_grid}) for m in spec.members),
             )
+        if spec.is_zoo:
+            spec = spec._with_zoo_sets({k: v for k, v in sets.items() if k not in ("dataset", "evaluations")})
+            sets = {k: v for k, v in sets.items() if k in ("dataset", "evaluations")}
         config, grid, ranges, smoke_grid = dict(spec.config), dict(spec.grid), dict(spec.ranges), dict(spec.smoke_grid)
-        for key, value in (sets or {}).items():
+        for key, value in sets.items():
             if key in ("objective", "epochs", "seed"):
                 raise ValueError(f"--set {key}=...: {key!r} cannot be set this way; use "
                                  + {"objective": "another sweep", "epochs": "--epochs N", "seed": "--seeds N"}[key])
@@ -164,13 +234,61 @@ class SweepSpec:
         spec.validate()
         return spec
 
+    def _with_zoo_sets(self, sets: Mapping[str, Any]) -> SweepSpec:
+        """``--set`` on a zoo: ``objective`` keeps the members named; a harness key is set (or swept, given a list)
+        for every member; a member's own key for every member that declares it (an error if none does)."""
+        members = list(self.members)
+        config, grid = dict(self.config), dict(self.grid)
+        for key, value in sets.items():
+            if key == "objective":
+                keep = value if isinstance(value, list) else [value]
+                names = [m.objective for m in members]
+                unknown = [v for v in keep if v not in names]
+                if unknown or not keep:
+                    raise ValueError(f"--set objective={value!r}: expected members of zoo {self.name!r}: "
+                                     f"{', '.join(names)}")
+                members = [m for m in members if m.objective in keep]
+                smoke = {k: v for k, v in self.smoke.items() if k in ("epochs", "dataset")
+                         or dataclasses.replace(self, members=tuple(members))._declared_by_zoo(k)}
+                self = dataclasses.replace(self, smoke=smoke)
+                continue
+            if key in ("epochs", "seed"):
+                raise ValueError(f"--set {key}=...: {key!r} cannot be set this way; use "
+                                 + {"epochs": "--epochs N", "seed": "--seeds N"}[key])
+            harness = key in HARNESS_DEFAULTS
+            owners = [m for m in members if key in declared_keys(m.objective)]
+            if not harness and not owners:
+                raise ValueError(f"--set {key}=...: no member of zoo {self.name!r} declares {key!r} "
+                                 f"(members: {', '.join(m.objective for m in members)})")
+            for i, member in enumerate(members):
+                if harness or member in owners:
+                    own_config, own_grid = dict(member.config), dict(member.grid)
+                    own_config.pop(key, None)
+                    own_grid.pop(key, None)
+                    if not harness:
+                        (own_grid if isinstance(value, list) else own_config)[key] = (
+                            tuple(value) if isinstance(value, list) else value)
+                    members[i] = dataclasses.replace(member, config=own_config, grid=own_grid,
+                                                     smoke_grid={k: v for k, v in member.smoke_grid.items() if k != key})
+            if harness:
+                config.pop(key, None)
+                grid.pop(key, None)
+                (grid if isinstance(value, list) else config)[key] = tuple(value) if isinstance(value, list) else value
+        return dataclasses.replace(self, config=config, grid=grid, members=tuple(members))
+
+    def _declared_by_zoo(self, key: str) -> bool:
+        return key in HARNESS_DEFAULTS or any(key in declared_keys(m.objective) for m in self.members)
+
     # ---- validation ----------------------------------------------------------------------
     def validate(self) -> None:
         """Raise ValueError naming the field and the bad value; never assert."""
         if not self.name or not self.name.replace("_", "").isalnum():
             raise ValueError(f"name {self.name!r}: expected letters, digits and underscores")
-        if self.objective not in objective_names():
-            raise ValueError(f"objective {self.objective!r}: expected one of {', '.join(objective_names())}")
+        if self.is_zoo or self.objective == ZOO:
+            self._validate_members()
+        elif self.objective not in objective_names():
+            raise ValueError(f"objective {self.objective!r}: expected one of {', '.join(objective_names())}, or "
+                             f"{ZOO!r} with members")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset {self.dataset!r}: expected one of {', '.join(DATASETS)}")
         if self.mode not in ("min", "max"):
@@ -191,13 +309,13 @@ class SweepSpec:
         if self.cpus_per_trial == 0 and self.gpus_per_trial == 0:
             raise ValueError("cpus_per_trial 0 and gpus_per_trial 0: a trial needs at least one of them")
 
-        known = declared_keys(self.objective)
+        known = harness_keys() if self.is_zoo else declared_keys(self.objective)
         reserved = {"objective", "dataset", "epochs", "seed", "evaluations"}
         for key, value in self.config.items():
             if key in reserved:
                 raise ValueError(f"config key {key!r}: set it as the spec's own field, not in config")
             self._check_value(key, value, known, where="config")
-        if not self.grid:
+        if not self.grid and not self.is_zoo:
             raise ValueError(f"grid of sweep {self.name!r} is empty: expected at least one swept axis")
         for key, values in self.grid.items():
             if key in reserved:
@@ -220,20 +338,52 @@ class SweepSpec:
             if key == "dataset" and value not in DATASETS:
                 raise ValueError(f"smoke dataset {value!r}: expected one of {', '.join(DATASETS)}")
             if key not in ("epochs", "dataset"):
-                self._check_value(key, value, known, where="smoke")
+                owners = [m.objective for m in self.members if key in declared_keys(m.objective)]
+                self._check_value(key, value, declared_keys(owners[0]) if owners else known, where="smoke",
+                                  objective=owners[0] if owners else None)
         for key, values in self.smoke_grid.items():
             if key not in self.grid:
                 raise ValueError(f"smoke_grid axis {key!r}: expected one of the grid axes {sorted(self.grid)}")
             for value in values:
                 self._check_value(key, value, known, where=f"smoke_grid axis {key!r}")
-        parts = {*known.values()}
         for trial in self.trial_configs():  # the rules that span keys, on every trial (the objective's and the harness's)
-            for part in parts:
+            for part in {*declared_keys(str(trial["objective"])).values()}:
                 part.check(trial)
 
-    def _check_value(self, key: str, value: Any, known: Mapping[str, type[Config]], *, where: str) -> None:
+    def _validate_members(self) -> None:
+        if self.objective != ZOO or not self.members:
+            raise ValueError(f"objective {self.objective!r} with {len(self.members)} members: a zoo has "
+                             f"objective={ZOO!r} and at least one member")
+        names = [m.objective for m in self.members]
+        if len(set(names)) != len(names):
+            raise ValueError(f"members {names}: expected each objective once")
+        for member in self.members:
+            if member.objective not in objective_names():
+                raise ValueError(f"member objective {member.objective!r}: expected one of "
+                                 f"{', '.join(objective_names())}")
+            known = declared_keys(member.objective)
+            where = f"member {member.objective!r}"
+            for key, value in member.config.items():
+                if key in ("objective", "dataset", "epochs", "seed", "evaluations"):
+                    raise ValueError(f"{where} config key {key!r}: set it as the spec's own field")
+                self._check_value(key, value, known, where=f"{where} config", objective=member.objective)
+            for key, values in {**member.grid, **member.smoke_grid}.items():
+                if not values:
+                    raise ValueError(f"{where} grid axis {key!r} is empty: expected at least one value")
+                for value in values:
+                    self._check_value(key, value, known, where=f"{where} grid axis {key!r}",
+                                      objective=member.objective)
+            for key in member.smoke_grid:
+                if key not in member.grid:
+                    raise ValueError(f"{where} smoke_grid axis {key!r}: expected one of its grid axes "
+                                     f"{sorted(member.grid)}")
+
+    def _check_value(self, key: str, value: Any, known: Mapping[str, type[Config]], *, where: str,
+                     objective: str | None = None) -> None:
         if key not in known:
-            raise ValueError(f"{where}: unknown key {key!r} for objective {self.objective!r}{close_matches(key, known)}")
+            whose = (f"objective {objective or self.objective!r}" if objective or not self.is_zoo
+                     else "the members' shared config (harness keys; a member's own key goes in the member)")
+            raise ValueError(f"{where}: unknown key {key!r} for {whose}{close_matches(key, known)}")
         known[key].check_value(key, value, where)
 
 
