@@ -16,7 +16,25 @@ from trainables.config import ENCODER_NAMES, RESNET_STEMS
 
 ENCODERS = ENCODER_NAMES  # the names build_encoder accepts; the configs' choices, declared once in trainables.config
 
-# --- stochastic MLP encoders ---
+# --- MLP encoders ---
+
+
+def mlp_layers(in_features: int, hidden_dim: int, out_features: int, depth: int) -> list[nn.Module]:
+    """``Flatten -> [Linear -> ReLU] x depth -> Linear(hidden_dim, out_features)``, the trunk of both MLP encoders.
+
+    ValueError names any size that is not an int >= 1.
+    """
+    for name, value in (("in_features", in_features), ("hidden_dim", hidden_dim),
+                        ("out_features", out_features), ("depth", depth)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_features
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden_dim), nn.ReLU()]
+        width = hidden_dim
+    return [*layers, nn.Linear(width, out_features)]
+
 
 
 class GaussianMLPEncoder(nn.Module):
@@ -40,17 +58,9 @@ class GaussianMLPEncoder(nn.Module):
 
     def __init__(self, in_features: int, hidden_dim: int, latent_dim: int, depth: int = 2):
         super().__init__()
-        for name, value in (("in_features", in_features), ("hidden_dim", hidden_dim),
-                            ("latent_dim", latent_dim), ("depth", depth)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = in_features
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden_dim), nn.ReLU()]
-            width = hidden_dim
-        layers.append(nn.Linear(width, 2 * latent_dim))
-        self.net = nn.Sequential(*layers)
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ValueError(f"latent_dim must be an int >= 1, got {latent_dim!r}")
+        self.net = nn.Sequential(*mlp_layers(in_features, hidden_dim, 2 * latent_dim, depth))
         self.latent_dim = latent_dim
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -168,16 +178,7 @@ class MLPEncoder(nn.Module):
 
     def __init__(self, in_features: int, hidden_dim: int, feature_dim: int, depth: int = 2):
         super().__init__()
-        for name, value in (("in_features", in_features), ("hidden_dim", hidden_dim),
-                            ("feature_dim", feature_dim), ("depth", depth)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = in_features
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden_dim), nn.ReLU()]
-            width = hidden_dim
-        self.net = nn.Sequential(*layers, nn.Linear(width, feature_dim), nn.ReLU())
+        self.net = nn.Sequential(*mlp_layers(in_features, hidden_dim, feature_dim, depth), nn.ReLU())
         self.feature_dim = feature_dim
 
     def forward(self, x: Tensor) -> Tensor:
