@@ -356,6 +356,7 @@ class MlflowTrackingCallback(tune.Callback):
                 self.client.update_run(run.info.run_id, status="RUNNING")
         else:
             tags = {PARENT_ID_TAG: self.parent_run_id, TRIAL_TAG: trial_id, "seed": str(config.get("seed")),
+                    "objective": str(config.get("objective")),  # a zoo's children filter by it: tags.objective = 'vib'
                     "mlflow.user": _user()}
             run = self.client.create_run(self._experiment_id, tags=tags, run_name=name)
         if not run.data.params:  # new, or created just before the store went down

@@ -65,6 +65,7 @@ def trial_rows(results: Iterable[Any], axes: Iterable[str],
             "status": status,
             "error": _one_line(result.error) if result.error is not None else None,
             "epochs_completed": epochs_done,
+            **keys,  # every swept axis, also where no trial so far has it (a zoo's members lack each other's keys)
             **{f"config/{k}": v for k, v in sorted(config.items())},
             **last,
         })
