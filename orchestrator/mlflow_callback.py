@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
@@ -105,6 +105,10 @@ class MlflowTrackingCallback(tune.Callback):
         self._failures = 0
         self._delivered_at = 0.0
 
+    # Where a resumed sweep logs: the resuming command's --tracking-uri, set by the driver before Tune unpickles the
+    # callback, since the same store can have another address now (a Slurm job's head on another node).
+    resume_tracking_uri: ClassVar[str | None] = None
+
     # Tune pickles callbacks with the Tuner: the client, lock and thread stay in this process.
     def __getstate__(self) -> dict[str, Any]:
         keep = ("tracking_uri", "experiment", "run_name", "parent_tags", "parent_params", "drain_timeout_s",
@@ -115,6 +119,7 @@ class MlflowTrackingCallback(tune.Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.tracking_uri = MlflowTrackingCallback.resume_tracking_uri or self.tracking_uri
         self._restored = set()
         self._reset_delivery()
 

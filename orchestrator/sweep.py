@@ -291,6 +291,7 @@ def _tuner(plan: Plan, expected: int):
 
     spec, options = plan.spec, plan.options
     if plan.resume and any(options.run_dir.glob("experiment_state-*.json")):
+        MlflowTrackingCallback.resume_tracking_uri = plan.tracking_uri  # the store's address now
         return restore_tuner(options)
     callbacks = [
         MlflowTrackingCallback(plan.tracking_uri, spec.name, options.run_name, provenance(spec),

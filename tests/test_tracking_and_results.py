@@ -122,6 +122,16 @@ def test_saved_state_round_trips(tmp_path):
     assert second.parent_run_id == first.parent_run_id and second.last_epoch == {"t1": 1}
 
 
+def test_a_resumed_callback_logs_where_the_resuming_command_says(tmp_path, monkeypatch):
+    """Tune unpickles the first command's callback; the store's address is the resuming command's --tracking-uri."""
+    import pickle
+
+    pickled = pickle.dumps(_callback("http://old-head:5000"))
+    assert pickle.loads(pickled).tracking_uri == "http://old-head:5000"
+    monkeypatch.setattr(MlflowTrackingCallback, "resume_tracking_uri", "http://new-head:5000")
+    assert pickle.loads(pickled).tracking_uri == "http://new-head:5000"
+
+
 def test_interrupted_sweep_leaves_parent_killed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     callback = _callback(uri)
