@@ -5,17 +5,12 @@ tests/test_interrupt.py."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from orchestrator.sweep import main
-from tests.helpers import metric_steps, mlflow_runs, read_tables
+from tests.helpers import interrupt_after, metric_steps, mlflow_runs, read_tables
 
 pytestmark = pytest.mark.slow
 
@@ -23,22 +18,8 @@ ARGS = ["vib_digits", "--smoke", "--set", "beta=[0.001, 0.01, 0.1, 1.0]", "--epo
 
 
 def test_interrupted_sweep_resumes_without_duplicates(workspace, ray_session, capsys):
-    process = subprocess.Popen([sys.executable, "-u", "-m", "orchestrator.sweep", *workspace.args(*ARGS)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workspace.root,
-                               start_new_session=True)
-    deadline = time.monotonic() + 240
-    seen = []
-    for line in process.stdout:  # wait until the first trial has finished, then press Ctrl-C
-        seen.append(line)
-        if line.startswith("[1/4]"):
-            os.killpg(process.pid, signal.SIGINT)  # as a terminal does: to the driver and its local Ray
-            break
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("no trial finished in 240 s:\n" + "".join(seen[-30:]))
-    rest, _ = process.communicate(timeout=180)
-    assert process.returncode == 130, "".join(seen) + rest
-    command = rest.splitlines()[rest.splitlines().index("sweep interrupted. Continue it with:") + 1].strip()
+    code, output, command = interrupt_after(workspace, ARGS, "[1/4]")  # Ctrl-C once the first trial finished
+    assert code == 130, output
     assert command.startswith("python -m orchestrator.sweep vib_digits ") and command.endswith(" --resume")
 
     parents, children = mlflow_runs(workspace.tracking_uri, "vib_digits")

@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shlex
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -19,7 +14,7 @@ from orchestrator.sweep import main
 from orchestrator.tuner import TrialListSearcher, param_space, zoo_trials
 from search_spaces import get_sweep
 from search_spaces.spec import Member, SweepSpec, declared_keys
-from tests.helpers import mlflow_runs, read_tables
+from tests.helpers import interrupt_after, mlflow_runs, read_tables
 from trainables.config import parse_trial
 from trainables.objectives import objective_names
 
@@ -131,21 +126,8 @@ ARGS = ["zoo_digits", "--smoke", "--set", 'objective=["ce", "dib", "vib"]', "--e
 def test_an_interrupted_zoo_resumes_with_every_trial_once(workspace, ray_session):
     """Ctrl-C after the first finished trial, then the printed --resume: the searcher does not hand out again the
     trials it gave before, and each child run is its trial's objective."""
-    process = subprocess.Popen([sys.executable, "-u", "-m", "orchestrator.sweep", *workspace.args(*ARGS)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workspace.root,
-                               start_new_session=True)
-    deadline, seen = time.monotonic() + 240, []
-    for line in process.stdout:
-        seen.append(line)
-        if line.startswith("[1/3]"):
-            os.killpg(process.pid, signal.SIGINT)
-            break
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("no trial finished in 240 s:\n" + "".join(seen[-30:]))
-    rest, _ = process.communicate(timeout=180)
-    assert process.returncode == 130, "".join(seen) + rest
-    command = rest.splitlines()[rest.splitlines().index("sweep interrupted. Continue it with:") + 1].strip()
+    code, output, command = interrupt_after(workspace, ARGS, "[1/3]")
+    assert code == 130, output
     (run_dir,) = workspace.run_dirs("zoo_digits")
     assert json.loads((run_dir / "sweep.json").read_text())["state"] == "interrupted"
 
