@@ -292,7 +292,10 @@ def _tuner(plan: Plan, expected: int):
     spec, options = plan.spec, plan.options
     if plan.resume and any(options.run_dir.glob("experiment_state-*.json")):
         MlflowTrackingCallback.resume_tracking_uri = plan.tracking_uri  # the store's address now
-        return restore_tuner(options)
+        try:
+            return restore_tuner(options)  # unpickles the callbacks here, not later
+        finally:
+            MlflowTrackingCallback.resume_tracking_uri = None  # nothing else in this process inherits it
     callbacks = [
         MlflowTrackingCallback(plan.tracking_uri, spec.name, options.run_name, provenance(spec),
                                {k: v for k, v in spec.base_config().items() if k not in spec.axes()}),

@@ -39,6 +39,8 @@ def test_interrupted_sweep_resumes_without_duplicates(workspace, ray_session, ca
     assert (run_dir / "final.parquet").stat().st_mtime_ns == written
 
     assert main(shlex.split(command)[3:]) == 0  # the printed command itself, in this process
+    from orchestrator.mlflow_callback import MlflowTrackingCallback
+    assert MlflowTrackingCallback.resume_tracking_uri is None  # the resumed store's address stays with that sweep
 
     parents, children = mlflow_runs(workspace.tracking_uri, "vib_digits")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
