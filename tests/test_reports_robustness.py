@@ -277,7 +277,7 @@ def test_active_dims_table_and_its_absence(tmp_path, built):
 
 @pytest.mark.parametrize(
     ("epsilon", "label"),
-    [(8 / 255, "8/255"), (1 / 255, "1/255"), (8 / 255 + 5e-7, "8/255"), (8 / 255 + 1e-5, "0.0313825"), (0.5, "0.5"), (0.0, "0")],
+    [(8 / 255, "8/255"), (1 / 255, "1/255"), (8 / 255 + 5e-7, "8/255"), (8 / 255 + 1e-5, "0.0313825"), (0.5, "0.5"), (0.0, "0"), (0.2, "0.2"), (51 / 255, "0.2")],
 )
 def test_epsilon_is_shown_in_pixel_levels_when_it_is_one(epsilon, label):
     assert format_epsilon(epsilon) == label

@@ -381,14 +381,17 @@ def format_value(value: object) -> str:
 def format_epsilon(epsilon: float, norm: str = "linf") -> str:
     """``"8/255"`` for an L-inf epsilon within 1e-6 of k/255 (1 <= k < 255), else the decimal (``"0.5"``).
 
-    Pixel levels mean something for an L-inf radius only: an L2 radius of 1.0 is ``"1"``.
+    Pixel levels mean something for an L-inf radius only: an L2 radius of 1.0 is ``"1"``. A short decimal stays one
+    (MNIST's 0.2 is 51/255 too, but is written as 0.2 in every paper that uses it).
     """
     if epsilon is None or pd.isna(epsilon):
         return "–"
+    decimal = f"{float(epsilon):g}"
     level = round(float(epsilon) * 255)
-    if norm == "linf" and 1 <= level < 255 and abs(float(epsilon) - level / 255) <= _PIXEL_LEVEL_TOLERANCE:
+    if (norm == "linf" and len(decimal) > 4 and 1 <= level < 255
+            and abs(float(epsilon) - level / 255) <= _PIXEL_LEVEL_TOLERANCE):
         return f"{level}/255"
-    return f"{float(epsilon):g}"
+    return decimal
 
 
 def beta_label(beta: float, objective: str = "") -> str:
