@@ -119,10 +119,10 @@ def test_a_killed_worker_node_loses_nothing(workspace):
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     try:
-        # 120 epochs, checkpoint every 5; the node dies once both running trials have passed epoch 10,
+        # 60 epochs, checkpoint every 5; the node dies once both running trials have passed epoch 10,
         # so the one on it has a checkpoint to go on from. (Waiting for the first trial alone raced:
         # the other one, started a second later, could be killed before its first checkpoint.)
-        command = sweep_command(workspace, "--epochs", "120", "--set", "checkpoint_every=5",
+        command = sweep_command(workspace, "--epochs", "60", "--set", "checkpoint_every=5",
                                 "--address", cluster.address)
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    cwd=workspace.root)
@@ -141,7 +141,7 @@ def test_a_killed_worker_node_loses_nothing(workspace):
         assert process.returncode == 0, out[-3000:]
     finally:
         cluster.shutdown()
-    assert_nothing_lost(workspace, workspace.tracking_uri, trials=4, epochs=120)
+    assert_nothing_lost(workspace, workspace.tracking_uri, trials=4, epochs=60)
     # the replayed epochs are the ones kept in parquet (MLflow keeps the first, identical, values)
     epochs_table, _ = read_tables(workspace.run_dirs("vib_digits")[0])
     resumed = epochs_table["trial/resumed_from_epoch"].dropna() if "trial/resumed_from_epoch" in epochs_table else []
