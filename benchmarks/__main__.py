@@ -15,6 +15,7 @@ BENCHMARKS = {
     "dib_cifar_sweep": "dib_cifar on one GPU: packed fast-path trials vs the paper's DataLoader + fp32 setup (CUDA only)",
     "dib_cifar_full": "the whole dib_cifar sweep end to end on one GPU, trials packed as Tune packs them (CUDA)",
     "evaluation": "the evaluation suite's cost against training, each attack's, CW at chosen settings, and PGD's two savings",
+    "knn_scale": "knn_ib's code f(x) against its zero-entropy noise at each beta'', and what each fitted decoder reads",
     "host_ops": "kernels a training step launches outside its compiled region (what CUDA graphs cannot replay)",
     "profile_step": "torch.profiler over a few training steps: the busiest ops by CUDA and by CPU time",
     "train_step": "the training step per objective: the fast path (bf16, channels_last, no host syncs) vs plain fp32",
