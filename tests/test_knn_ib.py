@@ -278,3 +278,43 @@ def test_knn_decoders_report_without_the_bias_has_no_entropy_section(tmp_path):
     text = build_reports(knn_ib_fake_sweep(tmp_path / "results", bias=False)).read_text()
     assert "Decoder test accuracy vs beta" in text and "k-NN H(Z) vs beta" not in text
     assert not (tmp_path / "results" / "reports" / "knn_entropy_vs_beta.png").exists()
+
+
+def test_knn_decoders_report_flags_a_code_shrunk_into_the_noise(tmp_path):
+    """The Gaussian decoder more than 0.2 ahead of the residual one at a beta'' is named; within 0.01 it is not."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from orchestrator.reports import build_reports
+
+    quiet = build_reports(knn_ib_fake_sweep(tmp_path / "quiet")).read_text()
+    assert "trained on Z = f(x) + zero-entropy noise" in quiet and "shrunk into the noise**" not in quiet
+
+    directory = knn_ib_fake_sweep(tmp_path / "shrunk")
+    table = pq.read_table(directory / "final.parquet")
+    frame = table.to_pandas()
+    top = frame["config/beta"] == frame["config/beta"].max()
+    frame.loc[top, "decoder/resfc_acc"] = 0.1  # the residual decoder at chance at the largest beta'' only
+    frame.loc[top, "decoder/gmm_acc"] = 0.6
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata),
+                   directory / "final.parquet")
+    text = build_reports(directory).read_text()
+    (line,) = [line for line in text.splitlines() if "shrunk into the noise**" in line]
+    beta = f"beta={frame['config/beta'].max():g}"
+    assert beta in line and "(residual 0.100, Gaussian 0.600)" in line
+    assert line.count("residual 0.100") == frame.loc[top, "config/latent_dim"].nunique()  # one per latent_dim
+
+
+def test_knn_decoders_report_has_no_noise_reading_for_the_no_noise_ablation(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from orchestrator.reports import build_reports
+
+    directory = knn_ib_fake_sweep(tmp_path / "results")
+    table = pq.read_table(directory / "final.parquet")
+    frame = table.to_pandas().assign(**{"config/noise": False})
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata),
+                   directory / "final.parquet")
+    text = build_reports(directory).read_text()
+    assert "Decoder test accuracy vs beta" in text and "zero-entropy noise (std 0.24" not in text
