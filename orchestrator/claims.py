@@ -389,6 +389,12 @@ def claims_section(results: SweepResults, frame: pd.DataFrame | None = None) -> 
         "Tests: " + "; ".join(f"{kind}: {TESTS[kind]}" for kind in kinds) + f". A group with fewer than {MIN_SEEDS} "
         "seeds is inconclusive. Declared beside the sweep in `search_spaces/<family>.py`, decided by `orchestrator/claims.py`.",
     ]
+    seeds = results.finished["config/seed"].nunique() if "config/seed" in results.finished else 0
+    inconclusive = frame.loc[frame["verdict"] == INCONCLUSIVE, "detail"]
+    if seeds < MIN_SEEDS and inconclusive.str.contains("seed").any():  # not a --smoke run on other data
+        paragraphs.append(f"This run has {_seeds(seeds)}: `python -m orchestrator.sweep {results.info.name} --seeds 3` "
+                          "(with the same options) repeats every configuration with three seeds, enough to decide "
+                          "the claims left inconclusive for want of seeds.")
     rows = [[f"`{row.id}`: {row.claim}", row.source, row.expected, row.ours, str(row.n), f"**{row.verdict}**",
              row.detail] for row in frame.itertuples(index=False)]
     table = Table("Verdicts (`claims.parquet`)", ["claim", "source", "paper", "ours", "n", "verdict", "detail"], rows)

@@ -278,6 +278,12 @@ def test_the_report_section_lists_each_claim_with_its_verdict():
     assert section.title == "Claims" and "hold" in section.paragraphs[0]
     assert [row[0].split("`")[1] for row in section.tables[0].rows] == [
         c.id for c in declarations.claims_for("dib_digits")]
+    assert not any("--seeds 3" in paragraph for paragraph in section.paragraphs)  # two seeds: decided
+    one_seed = engine.claims_section(results_of([row for row in dib_rows() if row["config/seed"] == 0]))
+    assert "inconclusive" in one_seed.paragraphs[0]
+    assert "This run has 1 seed: `python -m orchestrator.sweep dib_digits --seeds 3`" in one_seed.paragraphs[-1]
+    smoke = results_of([row for row in dib_rows() if row["config/seed"] == 0], dataset="digits_smoke")
+    assert not any("--seeds 3" in paragraph for paragraph in engine.claims_section(smoke).paragraphs)  # seeds won't help
     unregistered = SweepResults(Path("."), SweepInfo(name="renamed_sweep", axes=("beta",), reports=()),
                                 results.final, results.epochs)
     assert "unknown sweep 'renamed_sweep'" in engine.claims_section(unregistered).paragraphs[0]
