@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
@@ -159,14 +160,17 @@ def test_vib_and_dib_hooks():
     torch.testing.assert_close(vib.representation(data.test_x), mean)
     metrics = info_plane(vib, data.test_x, data.test_y, seed=0, eval_batch_size=30)
     assert {"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/knn_bias_bits", "infoplane/hyz_bits",
-            "infoplane/rate_bits"} == set(metrics)
+            "infoplane/rate_bits", "infoplane/izx_lower_bits", "infoplane/izx_upper_bits"} == set(metrics)
     assert math.isnan(metrics["infoplane/knn_bias_bits"])  # 64 examples cannot give a 256-d covariance
+    # Poole et al.'s bounds on the same draws: InfoNCE's lower one cannot pass log2 of the subset's size
+    assert 0 < metrics["infoplane/izx_lower_bits"] <= math.log2(64) < metrics["infoplane/izx_upper_bits"]
 
     dib = build_objective(get_sweep("dib_digits").trial_configs()[0], data.input_shape, 10).eval()
     with torch.no_grad():
         h_hat = dib.representation(data.test_x)
     torch.testing.assert_close(h_hat, torch.round(dib.features(data.test_x)))
-    assert dib.representation_sample(data.test_x) is None
+    assert dib.representation_sample(data.test_x) is None and dib.posterior(data.test_x) is None
+    assert "infoplane/izx_lower_bits" not in info_plane(dib, data.test_x, data.test_y, seed=0, eval_batch_size=30)
 
 
 @pytest.mark.parametrize("every, measured", [(2, [2, 3]), (1, [1, 2, 3]), (0, [])])
@@ -191,8 +195,9 @@ def test_spec_validates_the_harness_keys():
 
 # ---- the report ------------------------------------------------------------------------------
 
-def add_info_plane_columns(directory, *, rate=True, bias=True):
-    """Give the fake sweep of tests/test_reports.py information-plane columns (beta compresses)."""
+def add_info_plane_columns(directory, *, rate=True, bias=True, bounds=False):
+    """Give the fake sweep of tests/test_reports.py information-plane columns (beta compresses); with
+    ``bounds``, Poole et al.'s bounds around the corrected reading at latent_dim 2 and 3 bits above it at 8."""
     table = pq.read_table(directory / "epochs.parquet")
     frame = table.to_pandas()
     frame["infoplane/izx_bits"] = 10.0 / (1 + 10 * frame["config/beta"]) + frame["epoch"]
@@ -202,6 +207,10 @@ def add_info_plane_columns(directory, *, rate=True, bias=True):
         frame["infoplane/knn_bias_bits"] = 0.75 * frame["config/latent_dim"] + 0.5 * frame["config/seed"]
     if rate:
         frame["infoplane/rate_bits"] = 2 * frame["infoplane/izx_bits"]
+    if bounds:
+        corrected = frame["infoplane/izx_bits"] - frame["infoplane/knn_bias_bits"]
+        frame["infoplane/izx_lower_bits"] = corrected + np.where(frame["config/latent_dim"] == 8, 3.0, -1.0)
+        frame["infoplane/izx_upper_bits"] = frame["infoplane/izx_lower_bits"] + 2.0
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata),
                    directory / "epochs.parquet")
 
@@ -253,6 +262,24 @@ def test_info_plane_figure_marks_each_last_point_minus_its_knn_bias(tmp_path, mo
     # H(Y|Z) = 1 for beta = 0 (izx 13 there): latent_dim 2, seed 1: bias 1.5 + 0.5; latent_dim 8, seed 0: bias 6
     assert len(points) == 16 and (11.0, 1.0) in points and (7.0, 1.0) in points
     assert not hollow(figures["info_plane_rate.png"])  # the objective's own rate is not a k-NN reading here
+
+
+def test_info_plane_report_brackets_the_gaussian_encoders_bounds_and_names_readings_outside_them(tmp_path, monkeypatch):
+    from orchestrator.reports import build_reports
+    from tests.test_reports import markdown_table, write_fake_sweep
+
+    directory = write_fake_sweep(tmp_path / "results")
+    add_info_plane_columns(directory, bounds=True)
+    text = build_reports(directory).read_text()
+    rows = markdown_table(text, "The last measured epoch")
+    assert rows[0][5:8] == ["`izx_bits - knn_bias_bits`", "`infoplane/izx_lower_bits`", "`infoplane/izx_upper_bits`"]
+    assert rows[1][5:8] == ["11.25 ± 0.35 (2)", "10.25 ± 0.35 (2)", "12.25 ± 0.35 (2)"]  # latent_dim 2, beta 0: inside
+    flagged = next(line for line in text.splitlines() if "lies outside the bounds" in line)
+    assert flagged.count("latent_dim 8") == 4 and "latent_dim 2" not in flagged  # 3 bits below at every beta of 8
+    assert "latent_dim 8, CE (beta=0): 6.75 bits against [9.75, 11.75]; latent_dim 8, beta=0.001: " in flagged
+    brackets = [line for panel in _drawn_figures(monkeypatch, directory)["info_plane.png"].axes
+                for line in panel.get_lines() if line.get_marker() == "|"]
+    assert len(brackets) == 16 and sorted(brackets[0].get_xdata())[1] - sorted(brackets[0].get_xdata())[0] == 2.0
 
 
 def test_info_plane_report_of_a_sweep_without_the_bias_column(tmp_path, monkeypatch):

@@ -17,6 +17,14 @@ the same subset (``infoplane/rate_bits``: VIB's KL bound, DIB's code length, knn
 last measured epoch's values per beta, mean ± sample std over the seeds of finished trials, with
 ``infoplane/knn_bias_bits`` and the corrected ``izx_bits - knn_bias_bits`` beside I(X; Z).
 
+A Gaussian encoder (vib, ceb) also logs Poole et al.'s bounds on the same I(X; Z),
+``infoplane/izx_lower_bits`` (InfoNCE, at most log2 N) and ``infoplane/izx_upper_bits``
+(leave-one-out), from its own density with no estimator bias (trainables/gaussian_mi.py). The
+figure draws them as a bracket through the last point, the table gives both, and the report names
+every configuration whose corrected k-NN reading lies more than :data:`OUTSIDE_BITS` outside
+them: there the Gaussian bias correction misreads that latent, and the bounds are the numbers to
+read.
+
 ``orchestrator.reports.build_reports`` adds this report to any sweep whose epochs carry the
 columns, whether or not the sweep names it.
 """
@@ -41,6 +49,8 @@ TITLE = "Information plane"
 IZX, HYZ, RATE, FLOOR = "infoplane/izx_bits", "infoplane/hyz_bits", "infoplane/rate_bits", "infoplane/izx_floor_bits"
 BIAS = "infoplane/knn_bias_bits"
 CORRECTED = "izx_bits - knn_bias_bits"  # a column the report derives, I(X;Z) corrected for the Gaussian bias
+LOWER, UPPER = "infoplane/izx_lower_bits", "infoplane/izx_upper_bits"  # Poole et al.'s bounds (Gaussian encoders)
+OUTSIDE_BITS = 1.0  # a corrected reading this far outside the bounds is flagged: a batch's bounds spread by < 0.5 bits
 FILE_NAME, RATE_FILE_NAME = "info_plane.png", "info_plane_rate.png"
 FAINTEST = 0.15  # alpha of a trajectory's first epoch; its last is opaque
 TRAJECTORY = {"linewidth": 1.5, "linestyle": "-"}  # and a dot (LAST_POINT) at its end: a legend entry shows both
@@ -76,6 +86,13 @@ def info_plane(results: SweepResults, out_dir: Path) -> list[Section]:
             f"line, and the table gives the bias and `{CORRECTED}`. The correction is exact only for Gaussian Z; it "
             "is an estimate, not a bound, and it overstates the bias when d is a sizeable fraction of N "
             "(docs/information_plane.md, \"Reading k-NN numbers\").")
+    if _has(points, LOWER):
+        paragraphs.append(
+            f"The Gaussian encoders' own density bounds the same I(X;Z) with no estimator: `{LOWER}` is InfoNCE with "
+            f"log p(z|x) as its critic and `{UPPER}` the leave-one-out bound (Poole et al. 2019), drawn as a bracket "
+            "through each trial's last point. The lower bound cannot exceed log2 N (N the measured examples): near "
+            "that cap it says only that I(X;Z) is at least that much. The upper bound is tight while the posteriors "
+            "overlap and loose once I(X;Z) is above log2 N.")
     figures = [_figure_file(results, points, IZX, out_dir / FILE_NAME,
                             "I(X;Z), bits (k-NN h(Z) - h(Z|X))", "I(X;Z) by the k-NN ruler")]
     if RATE in points.columns and points[RATE].notna().any():
@@ -84,12 +101,24 @@ def info_plane(results: SweepResults, out_dir: Path) -> list[Section]:
         paragraphs.append(f"`{RATE_FILE_NAME}` draws the same paths against the rate each objective reports itself, "
                           "on the same subset (VIB: its KL upper bound; DIB: the entropy model's code length; "
                           "knn_ib: its k-NN H[Z]).")
-    return [Section(TITLE, paragraphs, figures, _tables(results, points))]
+    tables, outside = _tables(results, points)
+    if outside:
+        paragraphs.append(
+            f"**The bias-corrected k-NN reading lies outside the bounds** (by more than {OUTSIDE_BITS:g} bit, the "
+            f"seeds' mean of `{CORRECTED}` against the means of `{LOWER}` and `{UPPER}`) for " + "; ".join(outside)
+            + ". There the Gaussian of Z's covariance misreads the estimator's bias on this latent (a mixture of "
+            "the encoder's posteriors, not a Gaussian): read the bounds, not the corrected value.")
+    return [Section(TITLE, paragraphs, figures, tables)]
+
+
+def _has(frame: pd.DataFrame, metric: str) -> bool:
+    """Whether some row of ``frame`` has ``metric``."""
+    return metric in frame.columns and bool(frame[metric].notna().any())
 
 
 def _has_bias(frame: pd.DataFrame) -> bool:
     """Whether ``frame`` carries the k-NN bias."""
-    return BIAS in frame.columns and bool(frame[BIAS].notna().any())
+    return _has(frame, BIAS)
 
 
 def _points(results: SweepResults) -> pd.DataFrame:
@@ -123,6 +152,10 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
                 panel.plot([x[-1], corrected], [y[-1], y[-1]], color=color, linestyle="--", linewidth=0.9, alpha=0.7, zorder=2)
                 panel.plot([corrected], y[-1:], marker="o", markersize=7, markerfacecolor="white", markeredgecolor=color,
                            markeredgewidth=1.4, linestyle="none", zorder=2.5)
+            if x_metric == IZX and _has(trial, LOWER) and np.isfinite(trial[[LOWER, UPPER]].iloc[-1]).all():
+                bounds = trial[[LOWER, UPPER]].iloc[-1].to_numpy(float)
+                panel.plot(bounds, [y[-1], y[-1]], color=color, linewidth=4, alpha=0.35, solid_capstyle="butt", zorder=1.5)
+                panel.plot(bounds, [y[-1], y[-1]], color=color, marker="|", markersize=9, linestyle="none", zorder=1.5)
             panel.plot(x[-1:], y[-1:], color=color, linestyle="none", zorder=3, **LAST_POINT)
         floors = points.loc[points["configuration"] == configuration, FLOOR].dropna() if FLOOR in points else []
         if x_metric == IZX and len(floors):
@@ -135,6 +168,7 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
         panel.set_ylabel("H(Y|Z) upper bound, bits (held-out CE)")
         panel.grid(True, alpha=0.3)
     hollow = "\nhollow = minus the k-NN bias (Gaussian of Z's covariance)" if x_metric == IZX and _has_bias(points) else ""
+    hollow += "; bracket = Poole et al.'s bounds" if x_metric == IZX and _has(points, LOWER) else ""
     figure.suptitle(f"{results.info.name}: information plane\none line per trial, faint = early epochs, dot = last{hollow}")
     add_beta_key(figure, panels, color_of, betas, [beta_label(beta, results.info.objective or "") for beta in betas],
                  {**TRAJECTORY, **LAST_POINT})
@@ -143,26 +177,36 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
                "transparency by epoch (opaque = last, marked)"
                + ("; dotted: the k-NN reading of pure noise of the same size, where I(X;Z) = 0" if x_metric == IZX else "")
                + ("; hollow: the last point minus the k-NN bias on a Gaussian of Z's covariance" if x_metric == IZX and _has_bias(points) else "")
+               + ("; bracket: the InfoNCE lower and leave-one-out upper bounds from the encoder's own density"
+                  if x_metric == IZX and _has(points, LOWER) else "")
                + ".")
     return FigureFile(path.name, caption)
 
 
-def _tables(results: SweepResults, points: pd.DataFrame) -> list[Table]:
+def _tables(results: SweepResults, points: pd.DataFrame) -> tuple[list[Table], list[str]]:
+    """The last epoch's table, and the configurations whose corrected reading lies outside the bounds."""
     finished = set(results.finished["trial_id"])
     last = points[points["trial_id"].isin(finished)].groupby("trial_id", sort=False).tail(1)
     if last.empty:
-        return []
+        return [], []
     axes = [axis for axis in results.info.axes if axis != "beta"] + (["beta"] if "beta" in results.info.axes else [])
     if _has_bias(last):
         last = last.assign(**{CORRECTED: last[IZX] - last[BIAS]})
-    metrics = [m for m in (IZX, FLOOR, BIAS, CORRECTED, HYZ, RATE) if m in last.columns and last[m].notna().any()]
+    metrics = [m for m in (IZX, FLOOR, BIAS, CORRECTED, LOWER, UPPER, HYZ, RATE) if _has(last, m)]
     summaries = {m: summarize_over_seeds(last, m, axes) for m in metrics}
-    rows = []
+    rows, outside = [], []
     for index, row in summaries[IZX].iterrows():  # the same groups, in the same order, for every metric
         labels = [format_value(row[config_column(axis)]) for axis in axes if axis != "beta"]
         beta = beta_label(float(row[config_column("beta")]), results.info.objective or "") if "beta" in axes else "all trials"
         cells = [format_mean_std(summaries[m].loc[index, "mean"], summaries[m].loc[index, "std"], int(summaries[m].loc[index, "n"]))
                  for m in metrics]
         rows.append([*labels, beta, *cells])
+        if {CORRECTED, LOWER, UPPER} <= set(metrics):
+            corrected, lower, upper = (float(summaries[m].loc[index, "mean"]) for m in (CORRECTED, LOWER, UPPER))
+            if corrected < lower - OUTSIDE_BITS or corrected > upper + OUTSIDE_BITS:
+                where = ", ".join([*(f"{axis} {label}" for axis, label in zip([a for a in axes if a != "beta"], labels)),
+                                   beta])
+                outside.append(f"{where}: {corrected:.4g} bits against [{lower:.4g}, {upper:.4g}]")
     header = [*(axis for axis in axes if axis != "beta"), "beta", *(f"`{m}`" for m in metrics)]
-    return [Table("The last measured epoch of each finished trial: mean ± sample std over seeds (n)", header, rows)]
+    table = Table("The last measured epoch of each finished trial: mean ± sample std over seeds (n)", header, rows)
+    return [table], outside

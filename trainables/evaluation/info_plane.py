@@ -41,6 +41,12 @@ which the floor misses. ``izx_bits - knn_bias_bits`` is I(X; Z) corrected for th
 Gaussian of the same covariance: an estimate, not a bound, and one that can go below 0 where Z
 is far from Gaussian (VIB at K = 256 on the digits; docs/information_plane.md).
 
+An objective with a Gaussian ``posterior`` (vib, ceb) also logs ``infoplane/izx_lower_bits`` and
+``infoplane/izx_upper_bits``, Poole et al.'s InfoNCE lower bound (at most log2 N) and
+leave-one-out upper bound on the same I(X; Z), computed from the encoder's own density on the same
+draws (:mod:`trainables.gaussian_mi`): no density estimate, so no bias to correct, and a check on
+the k-NN reading and its correction.
+
 Returns ``infoplane/izx_bits``, ``infoplane/izx_floor_bits``, ``infoplane/knn_bias_bits``,
 ``infoplane/hyz_bits`` and, when the objective's ``evaluate`` reports a ``rate_bits``, that rate
 on the same subset as ``infoplane/rate_bits`` (VIB: the KL upper bound on I(X; Z); DIB: the
@@ -60,6 +66,7 @@ import torch
 from torch import Tensor
 
 from trainables.estimators import knn_entropy, nats_to_bits, zero_entropy_noise
+from trainables.gaussian_mi import gaussian_draw, gaussian_encoder_mi_bounds
 from trainables.knn_bias import knn_entropy_bias_bits
 
 DECODER_C = 1.0  # inverse L2 strength of the logistic regression, on standardised latents
@@ -83,8 +90,9 @@ def info_plane(objective, x: Tensor, y: Tensor, *, seed: int, eval_batch_size: i
             The harness asks for it at the last epoch only, where the report reads it.
 
     Returns:
-        ``{"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/knn_bias_bits", "infoplane/hyz_bits"}``
-        and ``"infoplane/rate_bits"`` when the objective's ``evaluate`` reports ``rate_bits``; ``{}``
+        ``{"infoplane/izx_bits", "infoplane/izx_floor_bits", "infoplane/knn_bias_bits", "infoplane/hyz_bits"}``,
+        ``"infoplane/rate_bits"`` when the objective's ``evaluate`` reports ``rate_bits``, and
+        ``"infoplane/izx_lower_bits"`` and ``"infoplane/izx_upper_bits"`` when it has a ``posterior``; ``{}``
         without a representation. ``knn_bias_bits`` is NaN when the subset has no more examples
         than Z has dimensions (:func:`~trainables.knn_bias.knn_entropy_bias_bits`), and left out
         when ``bias`` is False.
@@ -107,6 +115,11 @@ def info_plane(objective, x: Tensor, y: Tensor, *, seed: int, eval_batch_size: i
         if z.dim() != 2 or conditional.shape != (len(x),):
             raise ValueError(f"the representation must be z of shape (B, d) with h(Z|X) of shape (B,), got "
                              f"{tuple(z.shape)} and {tuple(conditional.shape)}")
+        if parts[0][2] is not None:  # a Gaussian encoder: Poole et al.'s bounds on the same draws, no RNG
+            mean, std = (torch.cat([p[k] for p in parts]) for k in (2, 3))
+            bounds = [float(nats_to_bits(b)) for b in gaussian_encoder_mi_bounds(z, mean, std)]
+        else:
+            bounds = None
         izx = nats_to_bits(knn_entropy(z, 1) - conditional.mean())
         floor = nats_to_bits(knn_entropy(zero_entropy_noise(z.shape, device=z.device, dtype=z.dtype), 1))
         rate = _evaluated_rate(objective, x, y, batch)
@@ -116,6 +129,8 @@ def info_plane(objective, x: Tensor, y: Tensor, *, seed: int, eval_batch_size: i
                "infoplane/hyz_bits": held_out_cross_entropy_bits(z, y, seed)}
     if bias_bits is not None:
         metrics["infoplane/knn_bias_bits"] = float(bias_bits)
+    if bounds is not None:
+        metrics["infoplane/izx_lower_bits"], metrics["infoplane/izx_upper_bits"] = bounds
     if rate is not None:
         metrics["infoplane/rate_bits"] = rate
     return metrics
@@ -157,17 +172,23 @@ def held_out_cross_entropy_bits(z: Tensor, y: Tensor, seed: int) -> float:
     return float(min(losses.mean(), prior_losses.mean()))
 
 
-def _sample(objective, x: Tensor) -> tuple[Tensor, Tensor] | None:
-    """The objective's own sample of Z and h(Z | X), or f(x) + zero-entropy noise and 0; None if neither."""
+def _sample(objective, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None:
+    """``(z, h(Z | X), mean, std)``: a Gaussian encoder's draw from its ``posterior`` (the same draw
+    as its ``representation_sample``) with that posterior; else the objective's own sample, or f(x) +
+    zero-entropy noise and h = 0, with ``mean = std = None``; None if it has no representation."""
+    posterior = getattr(objective, "posterior", None)
+    gaussian = posterior(x) if posterior is not None else None
+    if gaussian is not None:
+        return (*gaussian_draw(*gaussian), *gaussian)
     sampler = getattr(objective, "representation_sample", None)
     sample = sampler(x) if sampler is not None else None
     if sample is not None:
-        return sample
+        return (*sample, None, None)
     z = objective.representation(x)
     if z is None:
         return None
     z = z.flatten(1).float()
-    return z + zero_entropy_noise(z.shape, device=z.device, dtype=z.dtype), z.new_zeros(len(z))
+    return z + zero_entropy_noise(z.shape, device=z.device, dtype=z.dtype), z.new_zeros(len(z)), None, None
 
 
 def _evaluated_rate(objective, x: Tensor, y: Tensor, batch: int) -> float | None:

@@ -25,9 +25,15 @@ Optional hooks, with defaults that do nothing:
 - ``representation(x)``: the deterministic representation f(x) of pixels ``x``, ``(B, d)``, e.g.
   for probes and for the information plane (:mod:`trainables.evaluation.info_plane`), which adds
   zero-entropy noise to it; ``None`` (the default): the objective has none to measure.
+- ``posterior(x)``: for an encoder whose p(z | x) is a diagonal Gaussian (VIB, CEB), its
+  ``(mean, std)``, each ``(B, d)``; ``None`` (the default) otherwise. The default
+  ``representation_sample`` draws from it, and the information plane also bounds I(X; Z) with it
+  (:mod:`trainables.gaussian_mi`).
 - ``representation_sample(x)``: for a stochastic encoder, ``(z, conditional_entropy)``: one
   sample of Z given ``x`` (``(B, d)``) and h(Z | X = x) in nats (``(B,)``); the information
-  plane uses it instead of ``representation`` when it is not ``None`` (the default).
+  plane uses it instead of ``representation`` when it is not ``None``. The default draws
+  ``z = mean + std * eps`` from ``posterior`` with h(Z | X = x) of that Gaussian, and is ``None``
+  without one.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import torch
 from torch import nn
 
 from trainables.config import TrialConfig
+from trainables.gaussian_mi import gaussian_draw
 
 
 class Objective(nn.Module):
@@ -121,6 +128,20 @@ class Objective(nn.Module):
         """The deterministic representation f(x), (B, d); None: no representation to measure."""
         return None
 
-    def representation_sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """A stochastic encoder's sample of Z given ``x`` (B, d) and h(Z | X = x) in nats (B,); None by default."""
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A Gaussian encoder's p(z | x) = N(mean, diag std^2) as ``(mean, std)``, each (B, d); None by default."""
         return None
+
+    def representation_sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A stochastic encoder's sample of Z given ``x`` (B, d) and h(Z | X = x) in nats (B,).
+
+        By default one draw ``z ~ N(mean, diag std^2)`` of :meth:`posterior` and that Gaussian's
+        entropy, sum_k log std_k + d/2 log(2 pi e); None when there is no posterior. The
+        information plane's I(X; Z) is then the k-NN h(Z) on these draws minus the mean of that
+        entropy: the same ruler as a deterministic encoder's, whose h(Z | X) is that of
+        zero-entropy noise, 0.
+        """
+        posterior = self.posterior(x)
+        if posterior is None:
+            return None
+        return gaussian_draw(*posterior)

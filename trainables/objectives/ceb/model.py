@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from trainables.config import TrialConfig
-from trainables.estimators import gaussian_entropy, gaussian_kl_standard_normal, nats_to_bits
+from trainables.estimators import gaussian_kl_standard_normal, nats_to_bits
 from trainables.models import GaussianMLPEncoder, build_encoder, pixel_normalization
 from trainables.objectives.base import Objective
 
@@ -135,11 +135,9 @@ class ConditionalEntropyBottleneck(Objective):
         """The mean of e(z|x), (B, K)."""
         return self.encoder(x)[0]
 
-    def representation_sample(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """One sample z ~ e(z|x), and h(Z | X = x) of that Gaussian in nats: the information plane's ruler, as vib's."""
-        mean, std = self.encoder(x)
-        conditional = gaussian_entropy(std)
-        return mean + std * torch.randn_like(std), conditional
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """e(z | x) = N(mean(x), diag std(x)^2): the information plane's sample and bounds, as vib's."""
+        return self.encoder(x)
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from trainables.config import TrialConfig
-from trainables.estimators import gaussian_entropy, gaussian_kl_standard_normal, nats_to_bits
+from trainables.estimators import gaussian_kl_standard_normal, nats_to_bits
 from trainables.models import GaussianMLPEncoder
 from trainables.objectives.base import Objective
 
@@ -81,17 +81,12 @@ class VariationalInformationBottleneck(Objective):
         """The posterior mean, (B, K)."""
         return self.encoder(x)[0]
 
-    def representation_sample(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """One posterior sample z ~ N(mean(x), diag(std(x)^2)), and h(Z | X = x) of that Gaussian in nats.
-
-        The information plane's I(X; Z) is then h(Z) (k-NN, on these samples) minus the mean of
-        sum_k log std_k + K/2 log(2 pi e): the same ruler as the deterministic encoders, whose
-        conditional entropy is that of zero-entropy noise, 0. The KL rate (the variational upper
-        bound on I(X; Z)) is logged beside it as ``infoplane/rate_bits``.
-        """
-        mean, std = self.encoder(x)
-        conditional = gaussian_entropy(std)
-        return mean + std * torch.randn_like(std), conditional
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """p(z | x) = N(mean(x), diag std(x)^2): the information plane's sample of Z and its bounds on
+        I(X; Z) come from it (:meth:`Objective.representation_sample`, :mod:`trainables.gaussian_mi`);
+        the KL rate, the variational upper bound on I(X; Z), is logged beside them as
+        ``infoplane/rate_bits``."""
+        return self.encoder(x)
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
