@@ -277,9 +277,10 @@ def test_info_plane_report_brackets_the_gaussian_encoders_bounds_and_names_readi
     flagged = next(line for line in text.splitlines() if "lies outside the bounds" in line)
     assert flagged.count("latent_dim 8") == 4 and "latent_dim 2" not in flagged  # 3 bits below at every beta of 8
     assert "latent_dim 8, CE (beta=0): 6.75 bits against [9.75, 11.75]; latent_dim 8, beta=0.001: " in flagged
-    brackets = [line for panel in _drawn_figures(monkeypatch, directory)["info_plane.png"].axes
-                for line in panel.get_lines() if line.get_marker() == "|"]
-    assert len(brackets) == 16 and sorted(brackets[0].get_xdata())[1] - sorted(brackets[0].get_xdata())[0] == 2.0
+    lines = [line for panel in _drawn_figures(monkeypatch, directory)["info_plane.png"].axes for line in panel.get_lines()]
+    brackets = [line for line in lines if line.get_linewidth() == 4]  # one per trajectory, [lower, upper], none cut
+    assert len(brackets) == 16 and all(np.ptp(line.get_xdata()) == 2.0 for line in brackets)
+    assert sum(line.get_marker() == "|" for line in lines) == 32 and not any(line.get_marker() == ">" for line in lines)
 
 
 def test_info_plane_report_of_a_sweep_without_the_bias_column(tmp_path, monkeypatch):
@@ -305,3 +306,17 @@ def test_info_plane_report_without_the_columns_says_so(tmp_path):
     assert "no information plane" in sections[0].paragraphs[0] and not sections[0].figures
     sweep = json.loads(pq.read_schema(tmp_path / "results" / "final.parquet").metadata[b"sweep"])
     assert "info_plane" not in sweep["reports"]
+
+
+def test_an_upper_bound_far_past_the_readings_is_cut_at_the_panels_edge_with_an_arrow():
+    import matplotlib.pyplot as plt
+    from orchestrator.reports.info_plane import _draw_brackets
+
+    figure, panel = plt.subplots()
+    panel.plot([10.0, 30.0], [1.0, 1.0])  # the k-NN readings span 10-30 bits
+    panel.autoscale()
+    _draw_brackets(panel, [(8.8, 5.9e8, 1.0, "C0"), (12.0, 20.0, 0.5, "C1")])
+    assert panel.get_xlim()[0] < 8.8 and 30 < panel.get_xlim()[1] < 40  # the 5.9e8-bit bound does not set the scale
+    markers = [line.get_marker() for line in panel.get_lines()]
+    assert markers.count(">") == 1 and markers.count("|") == 3
+    plt.close(figure)

@@ -134,6 +134,7 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
     betas = sorted(points["beta"].dropna().unique().tolist()) or [math.nan]
     figure, panels = panel_grid(len(configurations), width=5.0, height=4.0)
     for panel, configuration in zip(panels, configurations):
+        brackets = []  # (lower, upper, y, colour) of Poole et al.'s bounds, drawn once the axis is scaled
         for _, trial in points[points["configuration"] == configuration].groupby("trial_id", sort=True):
             trial = trial.dropna(subset=[x_metric])
             if trial.empty:
@@ -153,9 +154,7 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
                 panel.plot([corrected], y[-1:], marker="o", markersize=7, markerfacecolor="white", markeredgecolor=color,
                            markeredgewidth=1.4, linestyle="none", zorder=2.5)
             if x_metric == IZX and _has(trial, LOWER) and np.isfinite(trial[[LOWER, UPPER]].iloc[-1]).all():
-                bounds = trial[[LOWER, UPPER]].iloc[-1].to_numpy(float)
-                panel.plot(bounds, [y[-1], y[-1]], color=color, linewidth=4, alpha=0.35, solid_capstyle="butt", zorder=1.5)
-                panel.plot(bounds, [y[-1], y[-1]], color=color, marker="|", markersize=9, linestyle="none", zorder=1.5)
+                brackets.append((*trial[[LOWER, UPPER]].iloc[-1].to_numpy(float), y[-1], color))
             panel.plot(x[-1:], y[-1:], color=color, linestyle="none", zorder=3, **LAST_POINT)
         floors = points.loc[points["configuration"] == configuration, FLOOR].dropna() if FLOOR in points else []
         if x_metric == IZX and len(floors):
@@ -163,6 +162,7 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
             panel.annotate("k-NN reading of pure noise (I = 0)", (float(np.median(floors)), 1.0), xycoords=("data", "axes fraction"),
                            xytext=(3, -3), textcoords="offset points", fontsize="x-small", color="grey", va="top", rotation=90)
         panel.autoscale()
+        _draw_brackets(panel, brackets)
         panel.set_title(configuration, fontsize="medium")
         panel.set_xlabel(x_label)
         panel.set_ylabel("H(Y|Z) upper bound, bits (held-out CE)")
@@ -177,10 +177,29 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
                "transparency by epoch (opaque = last, marked)"
                + ("; dotted: the k-NN reading of pure noise of the same size, where I(X;Z) = 0" if x_metric == IZX else "")
                + ("; hollow: the last point minus the k-NN bias on a Gaussian of Z's covariance" if x_metric == IZX and _has_bias(points) else "")
-               + ("; bracket: the InfoNCE lower and leave-one-out upper bounds from the encoder's own density"
+               + ("; bracket: the InfoNCE lower and leave-one-out upper bounds from the encoder's own density "
+                  "(an arrow: the upper bound lies past the panel's edge; the table has it)"
                   if x_metric == IZX and _has(points, LOWER) else "")
                + ".")
     return FigureFile(path.name, caption)
+
+
+def _draw_brackets(panel, brackets: list[tuple[float, float, float, str]]) -> None:
+    """Each bracket [lower, upper] at its last point's height, on the x range of the k-NN readings
+    widened to every lower bound: an upper bound past the right edge (the leave-one-out bound reaches
+    1e8 bits on a 2-d VIB latent with narrow posteriors) is cut there and ends in an arrow."""
+    if not brackets:
+        return
+    left, right = panel.get_xlim()
+    left, right = min(left, *(b[0] for b in brackets)), max(right, *(b[0] for b in brackets))
+    right_edge = right + 0.03 * (right - left)
+    for lower, upper, height, color in brackets:
+        end = min(upper, right_edge)
+        panel.plot([lower, end], [height, height], color=color, linewidth=4, alpha=0.35, solid_capstyle="butt", zorder=1.5)
+        panel.plot([lower], [height], color=color, marker="|", markersize=9, linestyle="none", zorder=1.5)
+        panel.plot([end], [height], color=color, marker="|" if end == upper else ">", markersize=9 if end == upper else 6,
+                   linestyle="none", zorder=1.5)
+    panel.set_xlim(left - 0.03 * (right - left), right_edge + 0.02 * (right - left))
 
 
 def _tables(results: SweepResults, points: pd.DataFrame) -> tuple[list[Table], list[str]]:
