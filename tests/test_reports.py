@@ -199,6 +199,18 @@ def test_error_trials_are_listed_and_left_out_of_the_means(built):
     assert "Means use the 15 finished (TERMINATED) trials only; excluded: 1 ERROR." in text
 
 
+def test_a_k_nn_rate_is_tabled_with_its_bias_and_said_to_be_one(results_dir, built):
+    assert "k-NN" not in built.read_text()  # a rate that is not a k-NN estimate gets no such note
+    final = pq.read_table(results_dir / "final.parquet")
+    frame = final.to_pandas().assign(**{"test/h_z_knn_bias_bits": lambda f: 0.5 * f["config/latent_dim"]})
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(final.schema.metadata),
+                   results_dir / "final.parquet")
+    text = build_reports(results_dir).read_text()
+    assert "These trials' rate is a k-NN (Kozachenko-Leonenko) estimate of H(Z)" in text
+    bias = markdown_table(text, "Final `test/h_z_knn_bias_bits`")
+    assert next(row for row in bias if row[0] == "8")[1:] == ["4 ± 0 (2)"] * 4
+
+
 def test_a_sweep_whose_trials_all_failed_still_gets_a_report(results_dir):
     final = pq.read_table(results_dir / "final.parquet")
     rows = [{**row, "status": "ERROR", "error": "ValueError: boom"} for row in final.to_pylist()]

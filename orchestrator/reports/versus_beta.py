@@ -14,7 +14,9 @@ per configuration of the other swept axes (e.g. ``latent_dim=2`` and ``latent_di
 beta axis is logarithmic, symlog when the sweep includes beta = 0 so that it appears at x = 0
 (:func:`orchestrator.reports.figures.apply_beta_scale`). The legend, below the axes, names each
 drawn line (configuration and metric). A table per metric gives "mean ± std (n)" per
-configuration (rows) and beta (columns); ERROR trials are listed with the last line of their error.
+configuration (rows) and beta (columns), with a companion metric that qualifies the primary one
+(knn_ib's k-NN bias beside its k-NN rate) tabled and explained when the trials logged it; ERROR
+trials are listed with the last line of their error.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class VersusBeta:
     ylabel: str  # with units
     log_y: bool  # log y axis when every plotted mean is positive
     list_errors: bool = True  # append the ERROR trials table (off for a second section of one report)
+    companion: str | None = None  # a metric tabled, not drawn, beside the primary when the trials logged it
+    companion_note: str = ""  # what the companion says about the primary, printed when it is there
 
 
 RATE = VersusBeta(
@@ -65,6 +69,11 @@ RATE = VersusBeta(
     secondary="train/rate_bits",
     ylabel="rate (bits per example)",
     log_y=True,
+    companion="test/h_z_knn_bias_bits",
+    companion_note=("These trials' rate is a k-NN (Kozachenko-Leonenko) estimate of H(Z) (knn_ib), biased upwards in "
+                    "high dimensions: `test/h_z_knn_bias_bits`, tabled below, is that bias measured on a Gaussian of the "
+                    "batch's covariance, and the `knn_decoders` report draws H(Z) with it subtracted. Compare rates "
+                    "across latent sizes only after that correction (docs/information_plane.md)."),
 )
 
 
@@ -124,7 +133,10 @@ def versus_beta_sections(results: SweepResults, out_dir: Path, spec: VersusBeta)
     else:
         paragraphs.append(f"No finished trial reported `{spec.primary}`, so there is no figure.")
 
-    tables = [_metric_table(metric, summaries[metric], configurations, others, betas) for metric in metrics]
+    if spec.companion is not None and spec.companion in finished.columns and finished[spec.companion].notna().any():
+        summaries[spec.companion] = _by_configuration(summarize_over_seeds(finished, spec.companion, others + ["beta"]), others)
+        paragraphs.append(spec.companion_note)
+    tables = [_metric_table(metric, summaries[metric], configurations, others, betas) for metric in summaries]
     if errors:
         tables.append(errors)
     return [Section(title, paragraphs, figures, tables)]
