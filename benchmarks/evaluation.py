@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beta", type=float, default=0.0)
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the sweep's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--cw", action="append", default=[], metavar="STEPS,BINARY_STEPS,INITIAL_C,LR",
-                        help="also time CW-L2 alone at these settings (repeatable), e.g. --cw 30,5,1,0.1 --cw 3000,3,1,0.1")
+    parser.add_argument("--cw", action="append", default=[], metavar="STEPS,BINARY_STEPS,INITIAL_C,LR[,ABORT]",
+                        help="also time CW-L2 alone at these settings (repeatable; ABORT 0 or 1, default the sweep's "
+                             "cw_abort_early), e.g. --cw 130,3,1,0.2 --cw 1300,3,1,0.2 --cw 300,3,1,0.1,1")
     parser.add_argument("--skip-suite", action="store_true", help="skip the whole-suite and per-attack timings")
     parser.add_argument("--eval-subset", type=int, default=None, help="test examples attacked (default: the sweep's)")
     args = parser.parse_args(argv)
@@ -115,13 +116,14 @@ def cw_seconds(model, x, y, config, setting: str, training_seconds: float, timed
     """CW-L2 alone at one setting: its time against training, success rate, median and accuracy per radius."""
     from trainables.evaluation.attacks import cw_l2, predict
 
-    steps, binary_steps, initial_c, lr = setting.split(",")
+    steps, binary_steps, initial_c, lr, *rest = setting.split(",")
+    abort = bool(int(rest[0])) if rest else bool(config["cw_abort_early"])
     norms, seconds = timed(lambda: cw_l2(model.logits, x, y, steps=int(steps), binary_steps=int(binary_steps),
-                                         initial_c=float(initial_c), lr=float(lr)))
+                                         initial_c=float(initial_c), lr=float(lr), abort_early=abort))
     correct = predict(model.logits, x) == y
     radii = [float(r) for r in str(config["l2_epsilons"]).split(",")]
     accuracy = " / ".join(f"{float((correct & (norms > r)).float().mean()):.3f}" for r in radii)
-    print(f"  CW {steps} x {binary_steps}, c0 {initial_c}, lr {lr}: {seconds:7.2f} s = "
+    print(f"  CW {steps} x {binary_steps}, c0 {initial_c}, lr {lr}, early abort {'on' if abort else 'off'}: {seconds:7.2f} s = "
           f"{seconds / training_seconds:5.2f} x training; success {float(torch.isfinite(norms[correct]).float().mean()):.3f}, "
           f"median {float(norms[correct].median()):.3f}, accuracy at L2 {', '.join(f'{r:g}' for r in radii)}: {accuracy}")
 

@@ -141,8 +141,7 @@ CONFIG = {
 }
 # every attack, at budgets and iterations small enough for a unit test
 EVERY_ATTACK = {**CONFIG, "evaluations": "fgsm,pgd,apgd_ce,apgd_dlr,cw_l2", "pgd_steps": "7,20", "apgd_steps": 20,
-                "apgd_targets": 3, "apgd_norms": "linf", "cw_steps": 300, "cw_binary_steps": 3, "cw_initial_c": 1.0,
-                "cw_lr": 0.1, "l2_epsilons": "0.5,1.0"}  # CW at the sweeps' defaults
+                "apgd_targets": 3, "apgd_norms": "linf", "l2_epsilons": "0.5,1.0"}  # CW at the sweeps' defaults
 
 
 class HardArgmax(nn.Module):

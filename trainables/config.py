@@ -271,10 +271,12 @@ class AttackConfig(Config):
                                        "at classes - 1)")
     apgd_norms: str = param("linf", 'norms APGD runs at: "linf" (at pgd_epsilons) and/or "l2" (at l2_epsilons)',
                             items=("linf", "l2"))
-    cw_steps: int = positive(300, "the most Adam iterations per binary-search step of CW-L2 (with early abort)")
+    cw_steps: int = positive(130, "Adam iterations per binary-search step of CW-L2 (the most, with cw_abort_early)")
     cw_binary_steps: int = positive(3, "binary-search steps over the constant c (the paper: 9)")
     cw_initial_c: float = positive(1.0, "the first c of every example's search (the paper: 1e-3)")
-    cw_lr: float = positive(0.1, "Adam's learning rate on tanh-space w (the paper: 0.01)")
+    cw_lr: float = positive(0.2, "Adam's learning rate on tanh-space w (the paper: 0.01)")
+    cw_abort_early: bool = param(False, "the paper's early abort of an example whose loss stalls; off: it stops "
+                                        "descents that still progress on straight-through-rounded models (DIB)")
     l2_epsilons: str = param("0.5,1.0,2.0", "L2 radii at which CW (and APGD-L2) robust accuracy is reported",
                              items=float)
     noise_samples: int = nonnegative(10, "masking check: uniform-noise draws per example at the largest L-inf "

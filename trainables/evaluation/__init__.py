@@ -139,7 +139,7 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], a: AttackConfig, lis
     cw_success = None
     if "cw_l2" in names:
         norms = cw_l2(logits_fn, x, y, steps=a.cw_steps, binary_steps=a.cw_binary_steps,
-                      initial_c=a.cw_initial_c, lr=a.cw_lr, eot_samples=samples)
+                      initial_c=a.cw_initial_c, lr=a.cw_lr, abort_early=a.cw_abort_early, eot_samples=samples)
         for epsilon in lists["l2_epsilons"]:
             survived = clean_correct & (norms > epsilon)
             record(f"robust/cw_l2_acc_eps{epsilon:.4g}", survived.float().mean(), "cw_l2", "acc", "l2", epsilon,
@@ -158,7 +158,7 @@ def _run(logits_fn, x: Tensor, y: Tensor, names: list[str], a: AttackConfig, lis
         head = slice(0, min(len(y), CW_CHECK_EXAMPLES))
         longer = cw_l2(logits_fn, x[head], y[head], steps=CW_CHECK_FACTOR * a.cw_steps,
                        binary_steps=a.cw_binary_steps, initial_c=a.cw_initial_c, lr=a.cw_lr,
-                       eot_samples=samples)
+                       abort_early=a.cw_abort_early, eot_samples=samples)
         gaps = [((norms[head] > e) & clean_correct[head]).float().mean() - ((longer > e) & clean_correct[head]).float().mean()
                 for e in lists["l2_epsilons"]]
         cw_gap = torch.stack(gaps).abs().max()
