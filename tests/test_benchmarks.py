@@ -95,7 +95,7 @@ def test_dib_cifar_full_runs_the_sweeps_trials_one_after_another_through_the_har
     process of its own: both report every epoch, and the second starts when the first has ended."""
     assert main(["dib_cifar_full", "--device", "cpu", "--trials", "0,6", "--trials-per-gpu", "1", "--epochs", "2",
                  "--images", "64", "--test-images", "32", "--set", "eval_subset=16",
-                 # every attack of the sweep, at a few iterations: APGD-T's 9 x 100 and CW's 300 x 3 on a CPU
+                 # every attack of the sweep, at a few iterations: APGD-T's 9 x 100 and CW's 130 x 3 on a CPU
                  # ResNet-18 took minutes a trial
                  *("--set", "apgd_steps=2", "--set", "apgd_targets=1", "--set", "cw_steps=2", "--set", "cw_binary_steps=1")]) == 0
     out = capsys.readouterr().out
