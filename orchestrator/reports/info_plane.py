@@ -168,7 +168,7 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
         panel.set_ylabel("H(Y|Z) upper bound, bits (held-out CE)")
         panel.grid(True, alpha=0.3)
     hollow = "\nhollow = minus the k-NN bias (Gaussian of Z's covariance)" if x_metric == IZX and _has_bias(points) else ""
-    hollow += "; bracket = Poole et al.'s bounds" if x_metric == IZX and _has(points, LOWER) else ""
+    hollow += "\nbracket = Poole et al.'s bounds on I(X;Z)" if x_metric == IZX and _has(points, LOWER) else ""
     figure.suptitle(f"{results.info.name}: information plane\none line per trial, faint = early epochs, dot = last{hollow}")
     add_beta_key(figure, panels, color_of, betas, [beta_label(beta, results.info.objective or "") for beta in betas],
                  {**TRAJECTORY, **LAST_POINT})
