@@ -33,13 +33,14 @@ def test_train_step_rejects_an_unknown_objective(capsys):
 
 
 def test_evaluation_finds_the_same_robust_accuracy_three_ways(capsys, one_thread_per_module):
-    assert main(["evaluation", "--epochs", "2", "--eval-subset", "32", "--cw", "10,1,1,0.1"]) == 0
+    assert main(["evaluation", "--epochs", "2", "--eval-subset", "32", "--cw", "10,1,1,0.1", "--cw", "10,1,1,0.1,1"]) == 0
     out = capsys.readouterr().out
     assert "identical in all three ways: yes" in out
     assert len(re.findall(r"epochs\s+[\d.]+x$", out, flags=re.M)) == 3
     # the whole suite, then each of dib_digits' five attacks alone, then CW at the chosen setting
     assert len(re.findall(r"^  \S+( suite)?\s+[\d.]+ s = +[\d.]+ x training", out, flags=re.M)) == 6
-    assert re.search(r"CW 10 x 1, c0 1, lr 0.1: +[\d.]+ s = +[\d.]+ x training; success [\d.]+", out)
+    for abort in ("off", "on"):  # the sweep's cw_abort_early (off), then the ABORT field's 1
+        assert re.search(rf"CW 10 x 1, c0 1, lr 0.1, early abort {abort}: +[\d.]+ s = +[\d.]+ x training; success [\d.]+", out)
 
 
 def test_data_pipeline_prints_its_ratio(capsys):
