@@ -228,7 +228,10 @@ def cw_l2(logits_fn: LogitsFn, x: Tensor, y: Tensor, *, steps: int, binary_steps
         binary_steps: outer steps of the search over ``c`` (the reference: 9).
         initial_c: ``c`` of the first outer step (the reference: 1e-3).
         lr: Adam's learning rate on ``w`` (the reference: 0.01).
-        abort_early: stop an example's descent when its loss stalls (the reference: True).
+        abort_early: stop an example's descent when its loss stalls (the reference: True). The
+            sweeps run without it (``cw_abort_early``): on a straight-through-rounded model the
+            margin term is piecewise constant, the loss stalls between rounding flips, and the
+            abort stops descents that are still shrinking the perturbation (docs/robustness.md).
 
     Returns:
         Per example, the L2 norm of the smallest misclassifying perturbation found: 0 where ``x``
