@@ -87,12 +87,13 @@ def render_html(title: str, sections: list[Section]) -> str:
                 f"<figcaption>{_inline_html(figure.caption)}</figcaption></figure>"
             )
         for table in section.tables:
-            parts += ["<table>", f"<caption>{_inline_html(table.caption)}</caption>", "<thead><tr>"]
+            # a wide table (the information plane's ten columns) scrolls inside the text column, not the page
+            parts += ['<div class="wide">', "<table>", f"<caption>{_inline_html(table.caption)}</caption>", "<thead><tr>"]
             parts += [f"<th>{_inline_html(cell)}</th>" for cell in table.header]
             parts += ["</tr></thead>", "<tbody>"]
             for row in table.rows:
                 parts.append("<tr>" + "".join(f"<td>{_inline_html(cell)}</td>" for cell in row) + "</tr>")
-            parts += ["</tbody>", "</table>"]
+            parts += ["</tbody>", "</table>", "</div>"]
         parts.append("</section>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
@@ -121,7 +122,7 @@ _CSS = (
     "img{max-width:100%}figure{margin:1em 0}figcaption{font-style:italic;font-size:.92em}"
     "table{border-collapse:collapse;margin:1em 0;font-size:.92em}caption{text-align:left;font-weight:bold;padding:.3em 0}"
     "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}"
-    "code{background:#f3f3f3;padding:0 .2em}"
+    "code{background:#f3f3f3;padding:0 .2em}.wide{overflow-x:auto}"
 )
 
 
