@@ -163,6 +163,8 @@ def test_build_reports_writes_markdown_html_and_pngs(results_dir, built):
     # Self-contained but for the PNGs beside it: no link leaves the directory.
     assert set(re.findall(r'src="([^"]+)"', html)) == {"accuracy_vs_beta.png", "rate_vs_beta.png", "curves.png"}
     assert not list(out.glob(".*.tmp"))
+    # every table scrolls inside the text column when it is wider than it
+    assert html.count("<table>") == html.count('<div class="wide">\n<table>') > 0 and ".wide{overflow-x:auto}" in html
 
 
 def test_header_names_the_sweep_and_counts_trials_by_status(built):
