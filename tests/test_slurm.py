@@ -302,8 +302,8 @@ def test_a_stopped_then_cancelled_sweep_resumes_and_lands_everywhere_once(slurm)
     """Three jobs of one sweep: stopped as Slurm stops a job before its time limit (SIGTERM to the
     script alone), cancelled with a plain ``scancel`` (SIGTERM to every process), then ``--resume``d
     to its end; the result is checked as tests/test_sweep_end_to_end.py checks a local sweep."""
-    # one trial at a time: the clean stop after the first finished trial lands with five still to run, however
-    # loaded the machine (with two at once, a heavily loaded machine once finished all six before the stop took hold)
+    # one trial at a time: the clean stop sent after the first finished trial must land with trials still to run,
+    # which two at a time on a loaded machine does not guarantee
     args = [SWEEP, "--smoke", "--set", BETAS, "--max-concurrent", "1"]
     spec = get_sweep(SWEEP).with_overrides(parse_sets([BETAS]), smoke=True)
     trials, uri = spec.num_trials(), f"sqlite:///{slurm.work / 'mlflow' / 'mlflow.db'}"
