@@ -6,8 +6,9 @@ Gaussian Z; a stochastic encoder's Z is a mixture of its posteriors, which that 
 misreads by tens to hundreds of bits (docs/information_plane.md). Where the encoder's density
 p(z | x) = N(z; mean(x), diag std(x)^2) is known, two multi-sample bounds of Poole, Ozair, van den
 Oord, Alemi and Tucker ("On variational bounds of mutual information", ICML 2019, the
-known-conditional case of their section 2) bracket the population I(X; Z) with no density estimate at all. For a batch of N examples x_j
-drawn from the data and one z_i ~ p(z | x_i) each, with ``S[i, j] = log p(z_i | x_j)``:
+known-conditional case of their section 2) bracket the population I(X; Z) with no density
+estimate at all. For a batch of N examples x_j drawn from the data and one z_i ~ p(z | x_i) each,
+with ``S[i, j] = log p(z_i | x_j)``:
 
 - **lower** (InfoNCE with the true log-density as its critic, the critic that makes it tightest):
   ``E[ 1/N sum_i ( S[i, i] - log( 1/N sum_j exp S[i, j] ) ) ] <= I(X; Z)``; each term is at most

@@ -78,7 +78,7 @@ def info_plane(results: SweepResults, out_dir: Path) -> list[Section]:
         "and opaque at its last (dot); lower right is compressed but uninformative, lower left is the goal.",
         counts_sentence(results),
     ]
-    if _has_bias(points):
+    if _has(points, BIAS):
         paragraphs.append(
             f"The k-NN estimate is biased upwards in high dimensions. `{BIAS}` is its bias measured on a Gaussian "
             "with the measured Z's own N, d and sample covariance (the estimate there minus the Gaussian's exact "
@@ -116,11 +116,6 @@ def _has(frame: pd.DataFrame, metric: str) -> bool:
     return metric in frame.columns and bool(frame[metric].notna().any())
 
 
-def _has_bias(frame: pd.DataFrame) -> bool:
-    """Whether ``frame`` carries the k-NN bias."""
-    return _has(frame, BIAS)
-
-
 def _points(results: SweepResults) -> pd.DataFrame:
     """Epoch rows with both coordinates, plus ``beta`` (float, NaN without a beta axis) and ``configuration``."""
     epochs = results.epochs
@@ -147,7 +142,7 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
             if len(segments):
                 panel.add_collection(LineCollection(segments, colors=[to_rgba(color, a) for a in alphas],
                                                     linewidths=TRAJECTORY["linewidth"], linestyles=TRAJECTORY["linestyle"]))
-            if x_metric == IZX and _has_bias(trial) and np.isfinite(trial[BIAS].iloc[-1]):
+            if x_metric == IZX and _has(trial, BIAS) and np.isfinite(trial[BIAS].iloc[-1]):
                 # under the dot (zorder), a size larger: a small bias leaves a ring around the dot, not a hidden dot
                 corrected = x[-1] - float(trial[BIAS].iloc[-1])
                 panel.plot([x[-1], corrected], [y[-1], y[-1]], color=color, linestyle="--", linewidth=0.9, alpha=0.7, zorder=2)
@@ -167,7 +162,7 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
         panel.set_xlabel(x_label)
         panel.set_ylabel("H(Y|Z) upper bound, bits (held-out CE)")
         panel.grid(True, alpha=0.3)
-    hollow = "\nhollow = minus the k-NN bias (Gaussian of Z's covariance)" if x_metric == IZX and _has_bias(points) else ""
+    hollow = "\nhollow = minus the k-NN bias (Gaussian of Z's covariance)" if x_metric == IZX and _has(points, BIAS) else ""
     hollow += "\nbracket = Poole et al.'s bounds on I(X;Z)" if x_metric == IZX and _has(points, LOWER) else ""
     figure.suptitle(f"{results.info.name}: information plane\none line per trial, faint = early epochs, dot = last{hollow}")
     add_beta_key(figure, panels, color_of, betas, [beta_label(beta, results.info.objective or "") for beta in betas],
@@ -176,7 +171,7 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
     caption = (f"{results.info.name}: H(Y|Z) (upper bound) against {what}, one trajectory per trial coloured by beta, "
                "transparency by epoch (opaque = last, marked)"
                + ("; dotted: the k-NN reading of pure noise of the same size, where I(X;Z) = 0" if x_metric == IZX else "")
-               + ("; hollow: the last point minus the k-NN bias on a Gaussian of Z's covariance" if x_metric == IZX and _has_bias(points) else "")
+               + ("; hollow: the last point minus the k-NN bias on a Gaussian of Z's covariance" if x_metric == IZX and _has(points, BIAS) else "")
                + ("; bracket: the InfoNCE lower and leave-one-out upper bounds from the encoder's own density "
                   "(an arrow: the upper bound lies past the panel's edge; the table has it)"
                   if x_metric == IZX and _has(points, LOWER) else "")
@@ -186,8 +181,8 @@ def _figure_file(results: SweepResults, points: pd.DataFrame, x_metric: str, pat
 
 def _draw_brackets(panel, brackets: list[tuple[float, float, float, str]]) -> None:
     """Each bracket [lower, upper] at its last point's height, on the x range of the k-NN readings
-    widened to every lower bound: an upper bound past the right edge (the leave-one-out bound reaches
-    1e8 bits on a 2-d VIB latent with narrow posteriors) is cut there and ends in an arrow."""
+    widened to every lower bound: an upper bound past the right edge (the leave-one-out bound read
+    5.9e8 bits on vib_digits' 2-d latent, whose posteriors are narrow) is cut there and ends in an arrow."""
     if not brackets:
         return
     left, right = panel.get_xlim()
@@ -209,7 +204,7 @@ def _tables(results: SweepResults, points: pd.DataFrame) -> tuple[list[Table], l
     if last.empty:
         return [], []
     axes = [axis for axis in results.info.axes if axis != "beta"] + (["beta"] if "beta" in results.info.axes else [])
-    if _has_bias(last):
+    if _has(last, BIAS):
         last = last.assign(**{CORRECTED: last[IZX] - last[BIAS]})
     metrics = [m for m in (IZX, FLOOR, BIAS, CORRECTED, LOWER, UPPER, HYZ, RATE) if _has(last, m)]
     summaries = {m: summarize_over_seeds(last, m, axes) for m in metrics}
